@@ -1,0 +1,52 @@
+# psl: thin wrapper over CMake + Ninja. See README.md.
+#   make          build (RelWithDebInfo) into build/
+#   make run      run the main job: for now the capsule demo (psl demo)
+#   make test     install missing dependencies, build, run the whole suite through CTest
+#   make asan     the whole suite under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make fuzz     each libFuzzer target for FUZZ_SECONDS (default 60) under ASan+UBSan
+#   make bench    build and run the benchmarks in bench/
+BUILD ?= build
+JOBS ?= $(shell nproc)
+FUZZ_SECONDS ?= 60
+CMAKE_FLAGS ?=
+
+.PHONY: all deps configure build run test asan fuzz bench clean
+
+all: build
+
+deps:
+	@scripts/install-deps
+
+$(BUILD)/build.ninja:
+	cmake -S . -B $(BUILD) -G Ninja $(CMAKE_FLAGS)
+
+build: $(BUILD)/build.ninja
+	ninja -C $(BUILD) -j $(JOBS)
+
+run: deps build
+	$(BUILD)/psl demo --data psl-data
+
+test: deps build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+asan: deps
+	cmake -S . -B build-asan -G Ninja -DCMAKE_C_COMPILER=clang -DPSL_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+	ninja -C build-asan -j $(JOBS)
+	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+		ctest --output-on-failure -j $(JOBS)
+
+fuzz: deps
+	cmake -S . -B build-fuzz -G Ninja -DCMAKE_C_COMPILER=clang -DPSL_SANITIZE=ON -DPSL_FUZZ=ON -DCMAKE_BUILD_TYPE=Debug
+	ninja -C build-fuzz -j $(JOBS)
+	@set -e; for t in build-fuzz/tests/fuzz_*; do \
+		n=$$(basename $$t); mkdir -p build-fuzz/corpus/$$n; \
+		echo "fuzz: $$n for $(FUZZ_SECONDS) s"; \
+		$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -artifact_prefix=build-fuzz/ \
+			build-fuzz/corpus/$$n tests/fuzz/corpus/$$n 2>&1 | tail -n 3; \
+	done
+
+bench: build
+	$(BUILD)/bench/record_bench
+
+clean:
+	rm -rf $(BUILD) build-asan build-fuzz

@@ -1,0 +1,36 @@
+/* limits.h: every bound that a decoder of outside bytes enforces, in one place.
+ * Checklist: a limit changed or added here is mirrored in docs/protocol.md, and the fuzz target
+ * of the decoder that enforces it gets a seed that sits exactly at the limit. */
+#ifndef PSL_BASE_LIMITS_H
+#define PSL_BASE_LIMITS_H
+
+/* Capsule metadata (DESIGN §3.1). */
+#define PSL_LABEL_SIZE_MAX 255u
+#define PSL_REPLICAS_MAX 16u
+#define PSL_MEASUREMENTS_MAX 32u
+
+/* Records (DESIGN §3.3). The payload includes the 16-byte AEAD tag when encrypted. */
+#define PSL_RECORD_HEADER_SIZE 156u
+#define PSL_RECORD_SIG_SIZE 64u
+#define PSL_RECORD_PAYLOAD_SIZE_MAX (4u << 20)
+#define PSL_RECORD_SIZE_MAX (PSL_RECORD_HEADER_SIZE + PSL_RECORD_PAYLOAD_SIZE_MAX + PSL_RECORD_SIG_SIZE)
+
+/* DATA payload operations. */
+#define PSL_KEY_SIZE_MAX 1024u
+#define PSL_VALUE_SIZE_MAX (1u << 20)
+#define PSL_DATA_OPS_MAX 65536u
+
+/* Heads listed by EOE and SYNC records. */
+#define PSL_CUT_HEADS_MAX 4096u
+
+/* Opaque payloads: sealed RESULT records. */
+#define PSL_RESULT_SIZE_MAX (1u << 20)
+
+/* Export files (capsule audit). */
+#define PSL_EXPORT_RECORDS_MAX (1u << 24)
+#define PSL_EXPORT_SIZE_MAX (16ull << 30)
+
+/* Chain verification: the number of distinct writers tracked in one capsule. */
+#define PSL_WRITERS_MAX 65536u
+
+#endif

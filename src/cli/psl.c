@@ -1,0 +1,77 @@
+/* psl.c: entry point of the psl command: dispatches subcommands and prints help.
+ * Exit codes: 0 success, 1 verification failed, 2 usage error, 3 runtime error. */
+#include <stdarg.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "base/log.h"
+#include "cli/cli.h"
+#include "crypto/crypto.h"
+
+static const char usage[] =
+    "psl: Paranoid Stateful Lambdas\n"
+    "\n"
+    "Usage: psl COMMAND [OPTIONS]\n"
+    "\n"
+    "Commands:\n"
+    "  keygen            create a key file (owner, storage server or capsule key)\n"
+    "  capsule create    create and sign a capsule's metadata; prints the capsule name\n"
+    "  capsule verify    verify an exported capsule: writers, heads, forks, failures\n"
+    "  capsule log       list the records of an exported capsule, one per line\n"
+    "  demo              build a demo capsule with three writers and a SYNC merge, export\n"
+    "                    it, verify it, and print a summary\n"
+    "\n"
+    "Run `psl COMMAND --help` for the options of a command.\n"
+    "\n"
+    "Exit codes: 0 success; 1 verification failed; 2 usage error; 3 runtime error.\n"
+    "Environment: PSL_LOG=debug|info|warn|error|off sets the log level (default warn).\n";
+
+void cli_error(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("psl: error: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+const char *cli_short(const uint8_t *hash, char buf[17])
+{
+    static const char digits[] = "0123456789abcdef";
+    for (int i = 0; i < 8; i++) {
+        buf[2 * i] = digits[hash[i] >> 4];
+        buf[2 * i + 1] = digits[hash[i] & 15];
+    }
+    buf[16] = '\0';
+    return buf;
+}
+
+int main(int argc, char **argv)
+{
+    const char *lvl = getenv("PSL_LOG");
+    int level = lvl ? log_level_parse(lvl) : PSL_LOG_WARN;
+    log_set_level(level < 0 ? PSL_LOG_WARN : (enum psl_log_level)level);
+    if (argc < 2) {
+        fputs(usage, stderr);
+        return EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+        fputs(usage, stdout);
+        return EXIT_OK;
+    }
+    if (psl_crypto_init() != PSL_OK) {
+        cli_error("cannot initialise libsodium/libgcrypt; check the installation (scripts/install-deps)");
+        return EXIT_RUNTIME;
+    }
+    if (!strcmp(cmd, "keygen"))
+        return cmd_keygen(argc - 1, argv + 1);
+    if (!strcmp(cmd, "capsule"))
+        return cmd_capsule(argc - 1, argv + 1);
+    if (!strcmp(cmd, "demo"))
+        return cmd_demo(argc - 1, argv + 1);
+    cli_error("unknown command '%s'; run `psl --help` for the list", cmd);
+    return EXIT_USAGE;
+}

@@ -1,0 +1,58 @@
+/* seal.c: X25519 key pairs and anonymous sealed boxes (libsodium crypto_box_seal), used to
+ * provision secrets to attested enclaves and to seal results to clients. */
+#include "crypto/crypto.h"
+
+#include <sodium.h>
+#include <string.h>
+
+#include "base/rng.h"
+
+_Static_assert(SEAL_OVERHEAD == crypto_box_SEALBYTES, "sealed box overhead");
+_Static_assert(KX_PK_SIZE == crypto_box_PUBLICKEYBYTES, "x25519 public key size");
+
+psl_err kx_init(struct kx_keypair *kp, const uint8_t seed[32])
+{
+    uint8_t *sk = secret_alloc(crypto_box_SECRETKEYBYTES);
+    uint8_t *fresh = secret_alloc(crypto_box_SEEDBYTES);
+    psl_err err = PSL_ERR_NOMEM;
+    if (!sk || !fresh)
+        goto out_free;
+    if (!seed) {
+        rng_bytes(fresh, crypto_box_SEEDBYTES);
+        seed = fresh;
+    }
+    uint8_t pk[KX_PK_SIZE];
+    if (crypto_box_seed_keypair(pk, sk, seed) != 0) {
+        err = PSL_ERR_CRYPTO;
+        goto out_free;
+    }
+    memcpy(kp->pk, pk, sizeof pk);
+    kp->sk = sk;
+    sk = NULL;
+    err = PSL_OK;
+out_free:
+    secret_free(fresh);
+    secret_free(sk);
+    return err;
+}
+
+void kx_deinit(struct kx_keypair *kp)
+{
+    secret_free(kp->sk);
+    kp->sk = NULL;
+}
+
+psl_err seal_box(uint8_t *out, const void *msg, size_t msg_size,
+                 const uint8_t recipient_pk[KX_PK_SIZE])
+{
+    return crypto_box_seal(out, msg, msg_size, recipient_pk) == 0 ? PSL_OK : PSL_ERR_CRYPTO;
+}
+
+psl_err seal_open(uint8_t *out, const uint8_t *c, size_t c_size, const struct kx_keypair *kp)
+{
+    if (c_size < SEAL_OVERHEAD)
+        return PSL_ERR_TRUNCATED;
+    if (crypto_box_seal_open(out, c, c_size, kp->pk, kp->sk) != 0)
+        return PSL_ERR_DECRYPT;
+    return PSL_OK;
+}
