@@ -129,7 +129,7 @@ static inline uint8_t *wr_reserve(struct wr *w, size_t n)
 static inline void wr_bytes(struct wr *w, const void *src, size_t n)
 {
     uint8_t *p = wr_reserve(w, n);
-    if (p && n)
+    if (n && w->err == PSL_OK) /* not `p &&`: gcc 12 then invents a NULL-base path and warns */
         memcpy(p, src, n);
 }
 

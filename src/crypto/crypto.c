@@ -116,7 +116,8 @@ psl_err hkdf_sha256(uint8_t *out, size_t out_size, const uint8_t *ikm, size_t ik
     size_t done = 0, tlen = 0;
     for (uint8_t i = 1; done < out_size; i++) {
         memcpy(block, t, tlen);
-        memcpy(block + tlen, info, info_size);
+        if (info_size) /* info may be NULL when empty; memcpy(_, NULL, 0) is undefined */
+            memcpy(block + tlen, info, info_size);
         block[tlen + info_size] = i;
         err = hmac_sha256(t, prk, HASH_SIZE, block, tlen + info_size + 1);
         if (err)
