@@ -412,7 +412,7 @@ int cmd_demo(int argc, char **argv)
     printf("capsule   %s\n", name);
     printf("replicas  n=%u k=%u; workers certified by a delegated leader, coordinator by the owner\n",
            d->meta.replica_count, d->meta.quorum_k);
-    printf("wrote     %zu records (%llu operations) from %u workers and 1 coordinator in %.2f ms, "
+    printf("wrote     %zu records (%llu operations) from %d workers and 1 coordinator in %.2f ms, "
            "with one EOE/SYNC merge\n",
            d->rec_count, (unsigned long long)d->ops, DEMO_WORKERS, (double)(t1 - t0) / 1e6);
     size_t acks;
