@@ -32,27 +32,30 @@ size_t data_encoded_size(const struct kv_op *ops, size_t count)
 
 void data_encode(struct wr *w, const struct kv_op *ops, size_t count)
 {
-    if (count > PSL_DATA_OPS_MAX) {
-        w->err = PSL_ERR_TOO_LARGE;
+    /* Validate everything first, then reserve once: a bad op writes nothing at all. */
+    size_t total = data_encoded_size(ops, count);
+    if (!total) {
+        if (w->err == PSL_OK)
+            w->err = PSL_ERR_TOO_LARGE;
         return;
     }
-    wr_u32(w, (uint32_t)count);
+    uint8_t *p = wr_reserve(w, total);
+    if (!p)
+        return;
+    put_le32(p, (uint32_t)count);
+    p += 4;
     for (size_t i = 0; i < count; i++) {
         const struct kv_op *op = &ops[i];
-        if (!op_is_valid(op)) {
-            w->err = PSL_ERR_TOO_LARGE;
-            return;
-        }
-        uint8_t *p = wr_reserve(w, DATA_OP_OVERHEAD + op->key_size + op->value_size);
-        if (!p)
-            return;
         p[0] = op->op;
         put_le64(p + 1, op->lamport);
         put_le16(p + 9, op->key_size);
         put_le32(p + 11, op->value_size);
-        memcpy(p + DATA_OP_OVERHEAD, op->key, op->key_size);
+        p += DATA_OP_OVERHEAD;
+        memcpy(p, op->key, op->key_size);
+        p += op->key_size;
         if (op->value_size)
-            memcpy(p + DATA_OP_OVERHEAD + op->key_size, op->value, op->value_size);
+            memcpy(p, op->value, op->value_size);
+        p += op->value_size;
     }
 }
 

@@ -33,7 +33,8 @@ struct kv_op {
 
 /* Encoded size of ops, or 0 when any op breaks a limit. */
 size_t data_encoded_size(const struct kv_op *ops, size_t count);
-/* Appends the encoding of ops to w (sticky error on overflow or a broken limit). */
+/* Appends the encoding of ops to w, or nothing when any op breaks a limit or w is too small
+ * (sticky error). */
 void data_encode(struct wr *w, const struct kv_op *ops, size_t count);
 /* Decodes a DATA plaintext. Every op is limit-checked; ops are views into buf. At most cap ops are
  * written; a larger op_count (or one over PSL_DATA_OPS_MAX) fails with PSL_ERR_TOO_LARGE before
