@@ -19,6 +19,10 @@ typedef enum psl_err {
     PSL_ERR_NOT_FOUND,
     PSL_ERR_CRYPTO_INIT,
     PSL_ERR_CRYPTO,
+    PSL_ERR_STORAGE_FULL,
+    PSL_ERR_TIMEOUT,
+    PSL_ERR_CLOSED,
+    PSL_ERR_BUSY,
     /* decoding of outside bytes */
     PSL_ERR_TRUNCATED,
     PSL_ERR_TOO_LARGE,

@@ -78,6 +78,8 @@ psl_err ack_verify(const struct ack *a, const struct capsule_meta *m)
 {
     if (memcmp(a->capsule, m->name, HASH_SIZE) != 0)
         return PSL_ERR_WRONG_CAPSULE;
+    if (a->seq == 0)
+        return PSL_ERR_BAD_SEQ;
     if (meta_replica_index(m, a->server_pk) < 0)
         return PSL_ERR_NOT_REPLICA;
     uint8_t h[HASH_SIZE];

@@ -15,7 +15,9 @@ static const uint8_t zero_hash[HASH_SIZE];
 struct entry {
     struct record_view v;
     size_t index;
-    uint32_t writer; /* index into the writer table */
+    uint32_t writer;   /* index into the writer table */
+    uint64_t data_ops; /* operations of a decrypted DATA record; added to the writer once the
+                        * record is known not to be a duplicate (pass_chains) */
 };
 
 struct chain_state {
@@ -148,7 +150,7 @@ static psl_err writer_key(struct chain_state *s, uint32_t wi, const uint8_t *cap
 
 /* Checks that a verified record's payload decodes (and decrypts, with the capsule key).
  * Returns a verification error for the record, or PSL_OK. *fatal is set for resource errors. */
-static psl_err check_payload(struct chain_state *s, const struct entry *e, const uint8_t *capsule_key,
+static psl_err check_payload(struct chain_state *s, struct entry *e, const uint8_t *capsule_key,
                              uint8_t *scratch, struct kv_op *ops, psl_err *fatal)
 {
     const struct record_view *v = &e->v;
@@ -175,7 +177,7 @@ static psl_err check_payload(struct chain_state *s, const struct entry *e, const
             return err;
         err = data_decode(scratch, plain, ops, PSL_DATA_OPS_MAX, &count);
         if (!err)
-            s->writers[e->writer].data_ops += count;
+            e->data_ops = count;
         return err;
     }
     case REC_EOE:
@@ -270,6 +272,7 @@ static psl_err pass_chains(struct chain_state *s)
         for (; i < s->valid_count && s->valid[i].writer == wi; i++) {
             struct entry *e = &s->valid[i];
             w->records++;
+            w->data_ops += e->data_ops;
             if (e->v.h.seq > w->max_seq)
                 w->max_seq = e->v.h.seq;
             if (i + 1 < s->valid_count && s->valid[i + 1].writer == wi &&
@@ -316,7 +319,7 @@ static bool role_may_revoke(const struct chain_state *s, const uint8_t pk[SIGN_P
     uint32_t wi;
     writer_id_of(id, pk);
     const struct chain_writer *w = writer_find(s, id, &wi);
-    return w && w->cert.role == ROLE_LEADER;
+    return w && w->cert.role == ROLE_LEADER && !w->forked; /* a forked leader speaks for no one */
 }
 
 /* Pass 4: SYNC records (who wrote them, whether their cuts match the records), sync links of

@@ -21,6 +21,9 @@
 
 #define RECORD_VERSION 1u
 #define RECORD_SIG_TAG "psl-rec-v1"
+/* Byte offsets of header fields, for readers of stored records that need one field. */
+#define RECORD_OFFSET_SEQ 76u
+#define RECORD_OFFSET_PREV 92u
 
 enum record_type {
     REC_CERT = 1,
