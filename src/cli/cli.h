@@ -21,6 +21,7 @@ void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int cmd_keygen(int argc, char **argv);
 int cmd_capsule(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
+int cmd_fetch(int argc, char **argv);
 
 /* Loads and verifies the metadata and record list of an export file. *buf owns the bytes that
  * view points into. Returns an exit code (EXIT_OK on success) after reporting any error. */

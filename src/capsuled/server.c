@@ -1,0 +1,913 @@
+/* server.c: the capsule server (see server.h). Threads: fabric handler threads (records,
+ * requests, gossip, replies) verify and queue; the store's committer thread commits and, after
+ * each batch, publishes one ACK per writer whose contiguous head moved (or was asked for again
+ * by a resend); an anti-entropy thread gossips heads. Shared state of a capsule (its writers'
+ * certificates, records waiting for a certificate) is guarded by that capsule's mutex; counters
+ * by the server's mutex. */
+#include "capsuled/server.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "base/assert.h"
+#include "base/clock.h"
+#include "base/log.h"
+#include "base/rng.h"
+#include "capsule/ack.h"
+#include "capsuled/proto.h"
+
+#define FETCH_RETRY_NS 1000000000ull
+#define AE_FETCH_BATCH 512u
+#define PENDING_BYTES_MAX (64u << 20)
+
+struct writer_entry {
+    uint8_t id[HASH_SIZE];
+    bool used;
+    bool has_cert;
+    bool dirty;           /* an ACK of its head is due after the current batch */
+    struct writer_cert cert;
+    uint64_t fetch_ns;    /* when we last asked peers for its records or its CERT */
+};
+
+struct pending_rec {
+    struct pending_rec *next;
+    uint8_t writer[HASH_SIZE];
+    size_t size;
+    uint8_t data[];
+};
+
+struct served {
+    struct served *next;
+    struct capsuled *srv;
+    struct capsule_meta meta;
+    uint8_t meta_raw[META_SIZE_MAX];
+    size_t meta_size;
+    char t_rec[FABRIC_TOPIC_SIZE_MAX], t_req[FABRIC_TOPIC_SIZE_MAX];
+    char t_req_me[FABRIC_TOPIC_SIZE_MAX], t_heads[FABRIC_TOPIC_SIZE_MAX];
+    char t_rep_me[FABRIC_TOPIC_SIZE_MAX];
+    uint64_t subs[5];
+    size_t sub_count;
+    pthread_mutex_t mu; /* guards the writer table, the dirty list and the pending list */
+    struct writer_entry *w;
+    size_t w_cap, w_count;
+    size_t *dirty;       /* indices into w of writers due an ACK */
+    size_t dirty_count, dirty_cap;
+    struct pending_rec *pending;
+    size_t pending_count, pending_bytes;
+};
+
+struct capsuled {
+    struct capsuled_config cfg;
+    struct store *store;
+    pthread_mutex_t mu; /* guards caps list and counters */
+    struct served *caps;
+    struct capsuled_stats st;
+    uint8_t requester[HASH_SIZE];
+    char server_hex[2 * SIGN_PK_SIZE + 1];
+    char requester_hex[2 * HASH_SIZE + 1];
+    pthread_t ae_thread;
+    pthread_cond_t ae_cv;
+    bool ae_running;
+    bool stopping;
+};
+
+struct append_ctx {
+    struct served *sc;
+    uint8_t writer[HASH_SIZE];
+};
+
+static void count_reject(struct capsuled *s, psl_err err)
+{
+    pthread_mutex_lock(&s->mu);
+    s->st.rejected[(unsigned)err < PSL_ERR__COUNT ? err : PSL_ERR_MALFORMED]++;
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void count_add(struct capsuled *s, uint64_t *field, uint64_t n)
+{
+    pthread_mutex_lock(&s->mu);
+    *field += n;
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* ---- writer table (open addressing on the writer id; caller holds sc->mu) ---- */
+
+static struct writer_entry *writer_slot(struct served *sc, const uint8_t id[HASH_SIZE], bool create)
+{
+    if (create && (sc->w_count + 1) * 2 > sc->w_cap) {
+        if (sc->w_count >= PSL_WRITERS_MAX)
+            return NULL;
+        size_t cap = sc->w_cap ? sc->w_cap * 2 : 64;
+        struct writer_entry *n = calloc(cap, sizeof *n);
+        if (!n)
+            return NULL;
+        for (size_t i = 0; i < sc->w_cap; i++) {
+            if (!sc->w[i].used)
+                continue;
+            uint64_t h;
+            memcpy(&h, sc->w[i].id, sizeof h);
+            size_t j = (size_t)h & (cap - 1);
+            while (n[j].used)
+                j = (j + 1) & (cap - 1);
+            n[j] = sc->w[i];
+        }
+        free(sc->w);
+        sc->w = n;
+        sc->w_cap = cap;
+        sc->dirty_count = 0; /* indices moved; the next batch re-acks what it touches */
+    }
+    if (!sc->w_cap)
+        return NULL;
+    uint64_t h;
+    memcpy(&h, id, sizeof h);
+    size_t j = (size_t)h & (sc->w_cap - 1);
+    while (sc->w[j].used) {
+        if (memcmp(sc->w[j].id, id, HASH_SIZE) == 0)
+            return &sc->w[j];
+        j = (j + 1) & (sc->w_cap - 1);
+    }
+    if (!create)
+        return NULL;
+    memset(&sc->w[j], 0, sizeof sc->w[j]);
+    sc->w[j].used = true;
+    memcpy(sc->w[j].id, id, HASH_SIZE);
+    sc->w_count++;
+    return &sc->w[j];
+}
+
+static void mark_dirty(struct served *sc, struct writer_entry *e)
+{
+    if (e->dirty)
+        return;
+    if (sc->dirty_count == sc->dirty_cap) {
+        size_t cap = sc->dirty_cap ? sc->dirty_cap * 2 : 64;
+        size_t *n = realloc(sc->dirty, cap * sizeof *n);
+        if (!n)
+            return; /* the writer's next resend asks for the ACK again */
+        sc->dirty = n;
+        sc->dirty_cap = cap;
+    }
+    e->dirty = true;
+    sc->dirty[sc->dirty_count++] = (size_t)(e - sc->w);
+}
+
+/* ---- publishing ---- */
+
+static void publish_request(struct served *sc, const char *topic, uint8_t type,
+                            const uint8_t writer[HASH_SIZE], uint64_t from, uint64_t to)
+{
+    struct proto_req q = {.type = type, .request_id = rng_u64(), .from = from, .to = to};
+    memcpy(q.requester, sc->srv->requester, HASH_SIZE);
+    memcpy(q.capsule, sc->meta.name, HASH_SIZE);
+    if (writer)
+        memcpy(q.writer, writer, HASH_SIZE);
+    uint8_t buf[PROTO_REQ_SIZE_MAX];
+    size_t n = proto_req_encode(&q, buf);
+    (void)fabric_publish(sc->srv->cfg.fabric, topic, buf, n);
+}
+
+/* Publishes the ACK of a writer's contiguous head (committer thread, after a batch). */
+static void publish_ack(struct served *sc, const uint8_t writer[HASH_SIZE])
+{
+    struct capsuled *s = sc->srv;
+    struct store_head h;
+    if (store_head_get(s->store, sc->meta.name, writer, &h) != PSL_OK || h.contiguous == 0)
+        return;
+    struct ack a = {.seq = h.contiguous};
+    memcpy(a.capsule, sc->meta.name, HASH_SIZE);
+    memcpy(a.writer, writer, HASH_SIZE);
+    memcpy(a.record_hash, h.hash, HASH_SIZE);
+    ack_sign(&a, s->cfg.key);
+    uint8_t wire[ACK_SIZE];
+    ack_encode(&a, wire);
+    char whex[2 * HASH_SIZE + 1], topic[FABRIC_TOPIC_SIZE_MAX];
+    hex_encode(whex, writer, HASH_SIZE);
+    topic_capsule(topic, sc->meta.name, "ack", whex);
+    if (fabric_publish(s->cfg.fabric, topic, wire, sizeof wire) == PSL_OK)
+        count_add(s, &s->st.acks_sent, 1);
+}
+
+static void on_batch_done(void *ctx)
+{
+    struct capsuled *s = ctx;
+    pthread_mutex_lock(&s->mu);
+    struct served *caps = s->caps;
+    pthread_mutex_unlock(&s->mu);
+    for (struct served *sc = caps; sc; sc = sc->next) {
+        /* Take the dirty list, then publish without holding the lock. */
+        pthread_mutex_lock(&sc->mu);
+        size_t n = sc->dirty_count;
+        uint8_t(*ids)[HASH_SIZE] = n ? malloc(n * HASH_SIZE) : NULL;
+        for (size_t i = 0; i < n; i++) {
+            struct writer_entry *e = &sc->w[sc->dirty[i]];
+            e->dirty = false;
+            if (ids)
+                memcpy(ids[i], e->id, HASH_SIZE);
+        }
+        sc->dirty_count = 0;
+        pthread_mutex_unlock(&sc->mu);
+        for (size_t i = 0; ids && i < n; i++)
+            publish_ack(sc, ids[i]);
+        free(ids);
+    }
+}
+
+static void on_stored(void *ctx, psl_err err, const uint8_t hash[HASH_SIZE])
+{
+    (void)hash;
+    struct append_ctx *ac = ctx;
+    struct served *sc = ac->sc;
+    if (err == PSL_OK) {
+        pthread_mutex_lock(&sc->mu);
+        struct writer_entry *e = writer_slot(sc, ac->writer, false);
+        if (e)
+            mark_dirty(sc, e);
+        pthread_mutex_unlock(&sc->mu);
+        count_add(sc->srv, &sc->srv->st.accepted, 1);
+    } else {
+        count_reject(sc->srv, err);
+    }
+    free(ac);
+}
+
+/* ---- records ---- */
+
+static void handle_record(struct served *sc, const uint8_t *data, size_t size, bool from_peer);
+
+static void append_verified(struct served *sc, const struct record_view *v)
+{
+    struct append_ctx *ac = malloc(sizeof *ac);
+    if (!ac) {
+        count_reject(sc->srv, PSL_ERR_NOMEM);
+        return;
+    }
+    ac->sc = sc;
+    memcpy(ac->writer, v->h.writer, HASH_SIZE);
+    psl_err err = store_append(sc->srv->store, v, on_stored, ac);
+    if (err) {
+        free(ac);
+        count_reject(sc->srv, err);
+    }
+}
+
+/* Holds a record of a writer whose CERT has not arrived, within bounds, and asks peers for the
+ * CERT. Past the bounds the record is dropped (anti-entropy brings it back later). */
+static void hold_for_cert(struct served *sc, const struct record_view *v)
+{
+    struct capsuled *s = sc->srv;
+    bool ask = false;
+    pthread_mutex_lock(&sc->mu);
+    struct writer_entry *e = writer_slot(sc, v->h.writer, true);
+    if (!e || sc->pending_count >= s->cfg.pending_records_max ||
+        sc->pending_bytes + v->raw_size > PENDING_BYTES_MAX) {
+        pthread_mutex_unlock(&sc->mu);
+        count_reject(s, PSL_ERR_UNKNOWN_WRITER);
+        return;
+    }
+    struct pending_rec *p = malloc(sizeof *p + v->raw_size);
+    if (p) {
+        memcpy(p->writer, v->h.writer, HASH_SIZE);
+        p->size = v->raw_size;
+        memcpy(p->data, v->raw, v->raw_size);
+        p->next = sc->pending;
+        sc->pending = p;
+        sc->pending_count++;
+        sc->pending_bytes += v->raw_size;
+    }
+    uint64_t now = clock_mono_ns();
+    if (now - e->fetch_ns > FETCH_RETRY_NS) {
+        e->fetch_ns = now;
+        ask = true;
+    }
+    pthread_mutex_unlock(&sc->mu);
+    if (ask)
+        publish_request(sc, sc->t_req, REQ_GET_RANGE, v->h.writer, 1, 1);
+}
+
+/* After a writer's CERT is accepted, runs its held records through the normal path. */
+static void release_pending(struct served *sc, const uint8_t writer[HASH_SIZE])
+{
+    pthread_mutex_lock(&sc->mu);
+    struct pending_rec *mine = NULL, **pp = &sc->pending;
+    while (*pp) {
+        struct pending_rec *p = *pp;
+        if (memcmp(p->writer, writer, HASH_SIZE) == 0) {
+            *pp = p->next;
+            sc->pending_count--;
+            sc->pending_bytes -= p->size;
+            p->next = mine;
+            mine = p;
+        } else {
+            pp = &p->next;
+        }
+    }
+    pthread_mutex_unlock(&sc->mu);
+    while (mine) {
+        struct pending_rec *p = mine;
+        mine = p->next;
+        handle_record(sc, p->data, p->size, false);
+        free(p);
+    }
+}
+
+static void handle_record(struct served *sc, const uint8_t *data, size_t size, bool from_peer)
+{
+    struct capsuled *s = sc->srv;
+    count_add(s, from_peer ? &s->st.ae_fetched : &s->st.received, 1);
+    struct record_view v;
+    psl_err err = record_parse(&v, data, size);
+    if (err) {
+        count_reject(s, err);
+        return;
+    }
+    uint64_t now = clock_wall_ms();
+    if (v.h.type == REC_CERT) {
+        struct writer_cert c;
+        if ((err = record_check_cert(&v, &sc->meta, now, &c))) {
+            count_reject(s, err);
+            return;
+        }
+        pthread_mutex_lock(&sc->mu);
+        struct writer_entry *e = writer_slot(sc, c.writer_id, true);
+        if (e) {
+            e->cert = c;
+            e->has_cert = true;
+        }
+        pthread_mutex_unlock(&sc->mu);
+        if (!e) {
+            count_reject(s, PSL_ERR_TOO_LARGE);
+            return;
+        }
+        append_verified(sc, &v);
+        release_pending(sc, c.writer_id);
+        return;
+    }
+    if (memcmp(v.h.capsule, sc->meta.name, HASH_SIZE) != 0) {
+        count_reject(s, PSL_ERR_WRONG_CAPSULE);
+        return;
+    }
+    struct writer_cert cert;
+    bool known = false;
+    pthread_mutex_lock(&sc->mu);
+    struct writer_entry *e = writer_slot(sc, v.h.writer, false);
+    if (e && e->has_cert) {
+        cert = e->cert;
+        known = true;
+    }
+    pthread_mutex_unlock(&sc->mu);
+    if (!known) {
+        hold_for_cert(sc, &v);
+        return;
+    }
+    if ((err = record_check(&v, &sc->meta, &cert, now, NULL))) {
+        count_reject(s, err);
+        return;
+    }
+    append_verified(sc, &v);
+}
+
+static void on_record_msg(void *ctx, const char *topic, const uint8_t *data, size_t size)
+{
+    (void)topic;
+    handle_record(ctx, data, size, false);
+}
+
+/* ---- requests ---- */
+
+struct reply_builder {
+    struct served *sc;
+    const struct proto_req *q;
+    uint8_t *buf;
+    size_t cap;
+    size_t body;     /* body bytes written after the header */
+    uint32_t count;  /* records in the body */
+    bool failed;
+};
+
+/* Bodies of every reply but GET_META start with an entry count. */
+static bool body_has_count(uint8_t type)
+{
+    return type != REQ_GET_META;
+}
+
+static void reply_send(struct reply_builder *b, uint8_t status, bool more)
+{
+    struct capsuled *s = b->sc->srv;
+    struct proto_reply r = {.type = b->q->type, .request_id = b->q->request_id,
+                            .status = status, .more = more ? 1 : 0};
+    memcpy(r.capsule, b->sc->meta.name, HASH_SIZE);
+    if (body_has_count(b->q->type))
+        put_le32(b->buf + PROTO_REPLY_HEADER_SIZE, b->count);
+    size_t n = proto_reply_seal(&r, s->cfg.key, b->buf, b->body);
+    char rhex[2 * HASH_SIZE + 1], topic[FABRIC_TOPIC_SIZE_MAX];
+    hex_encode(rhex, b->q->requester, HASH_SIZE);
+    topic_capsule(topic, b->sc->meta.name, "rep", rhex);
+    (void)fabric_publish(s->cfg.fabric, topic, b->buf, n);
+    b->body = body_has_count(b->q->type) ? 4 : 0;
+    b->count = 0;
+}
+
+/* Makes room for n more body bytes, sending a partial reply first when the message would grow
+ * past the fabric limit. */
+static bool reply_reserve(struct reply_builder *b, size_t n)
+{
+    size_t limit = FABRIC_MSG_SIZE_MAX - PROTO_REPLY_HEADER_SIZE - SIGN_SIG_SIZE;
+    if (b->body + n > limit && b->count) {
+        reply_send(b, REP_OK, true);
+    }
+    if (b->body + n > limit)
+        return false;
+    size_t need = PROTO_REPLY_HEADER_SIZE + b->body + n + SIGN_SIG_SIZE;
+    if (need > b->cap) {
+        size_t cap = b->cap * 2 > need ? b->cap * 2 : need;
+        uint8_t *nb = realloc(b->buf, cap);
+        if (!nb)
+            return false;
+        b->buf = nb;
+        b->cap = cap;
+    }
+    return true;
+}
+
+static bool reply_add_record(void *ctx, const uint8_t *rec, size_t size)
+{
+    struct reply_builder *b = ctx;
+    if (!reply_reserve(b, 4 + size)) {
+        b->failed = true;
+        return false;
+    }
+    put_le32(b->buf + PROTO_REPLY_HEADER_SIZE + b->body, (uint32_t)size);
+    memcpy(b->buf + PROTO_REPLY_HEADER_SIZE + b->body + 4, rec, size);
+    b->body += 4 + size;
+    b->count++;
+    return true;
+}
+
+struct stale_ctx {
+    uint8_t hash[HASH_SIZE];
+    bool found;
+};
+
+static bool stale_hash(void *ctx, const uint8_t *rec, size_t size)
+{
+    struct stale_ctx *c = ctx;
+    struct record_view v;
+    if (record_parse(&v, rec, size) == PSL_OK) {
+        memcpy(c->hash, v.hash, HASH_SIZE);
+        c->found = true;
+    }
+    return false;
+}
+
+static bool reply_add_head(void *ctx, const struct store_head *h)
+{
+    struct reply_builder *b = ctx;
+    struct capsuled *s = b->sc->srv;
+    struct proto_head ph = {.contiguous = h->contiguous, .max_seq = h->max_seq, .forked = h->forked};
+    memcpy(ph.writer, h->writer, HASH_SIZE);
+    memcpy(ph.hash, h->hash, HASH_SIZE);
+    uint32_t stale = s->cfg.stale_heads_by;
+    if (stale && ph.contiguous > 0) {
+        /* Test double: pretend to lag behind by `stale` records (a rolled-back server). */
+        uint64_t seq = ph.contiguous > stale ? ph.contiguous - stale : 0;
+        struct stale_ctx c = {.found = false};
+        if (seq && store_range(s->store, b->sc->meta.name, h->writer, seq, seq, stale_hash, &c))
+            c.found = false;
+        ph.contiguous = c.found ? seq : 0;
+        ph.max_seq = ph.contiguous;
+        memcpy(ph.hash, c.hash, HASH_SIZE);
+    }
+    if (!reply_reserve(b, PROTO_HEAD_ENTRY_SIZE) || b->count == PSL_WRITERS_MAX) {
+        b->failed = true;
+        return false;
+    }
+    proto_head_put(b->buf + PROTO_REPLY_HEADER_SIZE + b->body, &ph);
+    b->body += PROTO_HEAD_ENTRY_SIZE;
+    b->count++;
+    return true;
+}
+
+/* Builds the heads body (count + entries) into b; used by GET_HEADS and by gossip. */
+static psl_err build_heads(struct reply_builder *b)
+{
+    b->body = 4;
+    b->count = 0;
+    psl_err err = store_heads(b->sc->srv->store, b->sc->meta.name, reply_add_head, b);
+    if (!err && b->failed)
+        err = PSL_ERR_TOO_LARGE;
+    put_le32(b->buf + PROTO_REPLY_HEADER_SIZE, b->count);
+    return err;
+}
+
+static void serve_request(struct served *sc, const uint8_t *data, size_t size)
+{
+    struct capsuled *s = sc->srv;
+    count_add(s, &s->st.requests, 1);
+    struct proto_req q;
+    psl_err err = proto_req_decode(&q, data, size);
+    if (err || memcmp(q.capsule, sc->meta.name, HASH_SIZE) != 0) {
+        count_add(s, &s->st.requests_refused, 1);
+        return; /* no reply: the requester id of a malformed request cannot be trusted */
+    }
+    struct reply_builder b = {.sc = sc, .q = &q, .cap = 64 << 10};
+    b.buf = malloc(b.cap);
+    if (!b.buf)
+        return;
+    uint8_t status = REP_OK;
+    switch (q.type) {
+    case REQ_GET_HASH:
+        b.body = 4;
+        err = store_get(s->store, q.hash, reply_add_record, &b);
+        status = err == PSL_ERR_NOT_FOUND ? REP_NOT_FOUND : err ? REP_BUSY : REP_OK;
+        break;
+    case REQ_GET_RANGE:
+        b.body = 4;
+        err = store_range(s->store, q.capsule, q.writer, q.from, q.to, reply_add_record, &b);
+        status = err ? REP_BUSY : REP_OK;
+        break;
+    case REQ_GET_HEADS:
+        status = build_heads(&b) ? REP_BUSY : REP_OK;
+        break;
+    case REQ_GET_META:
+        if (reply_reserve(&b, sc->meta_size)) {
+            memcpy(b.buf + PROTO_REPLY_HEADER_SIZE, sc->meta_raw, sc->meta_size);
+            b.body = sc->meta_size;
+        }
+        break;
+    default:
+        break;
+    }
+    if (b.failed)
+        status = REP_BUSY;
+    if (status != REP_OK) { /* an error reply carries an empty body */
+        b.body = body_has_count(q.type) ? 4 : 0;
+        b.count = 0;
+    }
+    reply_send(&b, status, false);
+    free(b.buf);
+}
+
+static void on_request_msg(void *ctx, const char *topic, const uint8_t *data, size_t size)
+{
+    (void)topic;
+    serve_request(ctx, data, size);
+}
+
+/* ---- anti-entropy ---- */
+
+static void gossip_heads(struct served *sc)
+{
+    struct proto_req q = {.type = REQ_GET_HEADS};
+    memcpy(q.requester, sc->srv->requester, HASH_SIZE);
+    struct reply_builder b = {.sc = sc, .q = &q, .cap = 64 << 10};
+    b.buf = malloc(b.cap);
+    if (!b.buf)
+        return;
+    if (build_heads(&b) == PSL_OK) {
+        struct proto_reply r = {.type = REQ_GET_HEADS, .status = REP_OK};
+        memcpy(r.capsule, sc->meta.name, HASH_SIZE);
+        size_t n = proto_reply_seal(&r, sc->srv->cfg.key, b.buf, b.body);
+        (void)fabric_publish(sc->srv->cfg.fabric, sc->t_heads, b.buf, n);
+    }
+    free(b.buf);
+}
+
+/* A peer's heads: fetch what it has beyond our contiguous heads, from it. */
+static void on_heads_msg(void *ctx, const char *topic, const uint8_t *data, size_t size)
+{
+    (void)topic;
+    struct served *sc = ctx;
+    struct capsuled *s = sc->srv;
+    struct proto_reply r;
+    size_t count;
+    if (proto_reply_open(&r, data, size) || r.type != REQ_GET_HEADS ||
+        memcmp(r.capsule, sc->meta.name, HASH_SIZE) != 0 ||
+        meta_replica_index(&sc->meta, r.server_pk) < 0 ||
+        memcmp(r.server_pk, s->cfg.key->pk, SIGN_PK_SIZE) == 0 ||
+        proto_heads_count(r.body, r.body_size, &count))
+        return;
+    char peer_hex[2 * SIGN_PK_SIZE + 1], peer_topic[FABRIC_TOPIC_SIZE_MAX];
+    hex_encode(peer_hex, r.server_pk, SIGN_PK_SIZE);
+    topic_capsule(peer_topic, sc->meta.name, "req", peer_hex);
+    for (size_t i = 0; i < count; i++) {
+        struct proto_head h;
+        proto_head_at(r.body, i, &h);
+        struct store_head mine;
+        if (store_head_get(s->store, sc->meta.name, h.writer, &mine) != PSL_OK)
+            mine.contiguous = 0;
+        if (h.contiguous <= mine.contiguous)
+            continue;
+        uint64_t now = clock_mono_ns();
+        pthread_mutex_lock(&sc->mu);
+        struct writer_entry *e = writer_slot(sc, h.writer, true);
+        bool ask = e && now - e->fetch_ns > FETCH_RETRY_NS / 2;
+        if (ask)
+            e->fetch_ns = now;
+        pthread_mutex_unlock(&sc->mu);
+        if (!ask)
+            continue;
+        uint64_t from = mine.contiguous + 1;
+        uint64_t to = h.contiguous - from >= AE_FETCH_BATCH ? from + AE_FETCH_BATCH - 1 : h.contiguous;
+        publish_request(sc, peer_topic, REQ_GET_RANGE, h.writer, from, to);
+    }
+}
+
+/* Replies to our own requests (anti-entropy fetches, CERT fetches): feed the records in. */
+static void on_reply_msg(void *ctx, const char *topic, const uint8_t *data, size_t size)
+{
+    (void)topic;
+    struct served *sc = ctx;
+    struct proto_reply r;
+    if (proto_reply_open(&r, data, size) || r.status != REP_OK ||
+        (r.type != REQ_GET_RANGE && r.type != REQ_GET_HASH) ||
+        meta_replica_index(&sc->meta, r.server_pk) < 0)
+        return;
+    struct proto_rec_iter it;
+    if (proto_rec_iter_init(&it, r.body, r.body_size))
+        return;
+    const uint8_t *rec;
+    size_t rec_size;
+    psl_err err;
+    bool got_any = false;
+    while (proto_rec_iter_next(&it, &rec, &rec_size, &err)) {
+        handle_record(sc, rec, rec_size, true);
+        got_any = true;
+    }
+    if (got_any) {
+        /* More may be missing: allow the next gossip round to ask again at once. */
+        struct record_view v;
+        if (record_parse(&v, rec, rec_size) == PSL_OK) {
+            pthread_mutex_lock(&sc->mu);
+            struct writer_entry *e = writer_slot(sc, v.h.writer, false);
+            if (e)
+                e->fetch_ns = 0;
+            pthread_mutex_unlock(&sc->mu);
+        }
+    }
+}
+
+static void *ae_main(void *arg)
+{
+    struct capsuled *s = arg;
+    pthread_mutex_lock(&s->mu);
+    while (!s->stopping) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)s->cfg.anti_entropy_ms * 1000000u;
+        ts.tv_sec += (time_t)(ns / 1000000000u);
+        ts.tv_nsec = (long)(ns % 1000000000u);
+        pthread_cond_timedwait(&s->ae_cv, &s->mu, &ts);
+        if (s->stopping)
+            break;
+        struct served *caps = s->caps;
+        pthread_mutex_unlock(&s->mu);
+        for (struct served *sc = caps; sc; sc = sc->next)
+            gossip_heads(sc);
+        pthread_mutex_lock(&s->mu);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+/* ---- life cycle ---- */
+
+psl_err capsuled_start(struct capsuled **out, const struct capsuled_config *cfg)
+{
+    struct capsuled *s = calloc(1, sizeof *s);
+    if (!s)
+        return PSL_ERR_NOMEM;
+    s->cfg = *cfg;
+    if (!s->cfg.commit_window_us)
+        s->cfg.commit_window_us = 1000;
+    if (!s->cfg.pending_records_max)
+        s->cfg.pending_records_max = 4096;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->ae_cv, NULL);
+    rng_bytes(s->requester, HASH_SIZE);
+    hex_encode(s->requester_hex, s->requester, HASH_SIZE);
+    hex_encode(s->server_hex, cfg->key->pk, SIGN_PK_SIZE);
+    struct store_config sc = {.dir = cfg->data_dir,
+                              .map_size_bytes = cfg->map_size_bytes,
+                              .commit_window_us = s->cfg.commit_window_us,
+                              .batch_done = on_batch_done,
+                              .batch_ctx = s};
+    psl_err err = store_open(&s->store, &sc);
+    if (err) {
+        pthread_mutex_destroy(&s->mu);
+        pthread_cond_destroy(&s->ae_cv);
+        free(s);
+        return err;
+    }
+    if (s->cfg.anti_entropy_ms) {
+        if (pthread_create(&s->ae_thread, NULL, ae_main, s) == 0)
+            s->ae_running = true;
+    }
+    LOG_INFO("capsuled", "msg=\"server started\" server=%.16s data_dir=%s", s->server_hex,
+             cfg->data_dir);
+    *out = s;
+    return PSL_OK;
+}
+
+struct cert_load_ctx {
+    struct served *sc;
+    size_t loaded, failed;
+};
+
+static bool load_cert_record(void *ctx, const uint8_t *rec, size_t size)
+{
+    struct cert_load_ctx *c = ctx;
+    struct record_view v;
+    struct writer_cert cert;
+    if (record_parse(&v, rec, size) || record_check_cert(&v, &c->sc->meta, clock_wall_ms(), &cert)) {
+        c->failed++;
+        return false;
+    }
+    struct writer_entry *e = writer_slot(c->sc, cert.writer_id, true);
+    if (e) {
+        e->cert = cert;
+        e->has_cert = true;
+        c->loaded++;
+    }
+    return false;
+}
+
+static bool load_writer(void *ctx, const struct store_head *h)
+{
+    struct cert_load_ctx *c = ctx;
+    if (store_range(c->sc->srv->store, c->sc->meta.name, h->writer, 1, 1, load_cert_record, c))
+        c->failed++;
+    return true;
+}
+
+psl_err capsuled_serve(struct capsuled *s, const uint8_t *meta_raw, size_t meta_size)
+{
+    struct served *sc = calloc(1, sizeof *sc);
+    if (!sc)
+        return PSL_ERR_NOMEM;
+    psl_err err = meta_decode(&sc->meta, meta_raw, meta_size);
+    if (err)
+        goto out_free;
+    if (meta_replica_index(&sc->meta, s->cfg.key->pk) < 0) {
+        err = PSL_ERR_NOT_REPLICA;
+        goto out_free;
+    }
+    pthread_mutex_lock(&s->mu);
+    for (struct served *o = s->caps; o; o = o->next) {
+        if (memcmp(o->meta.name, sc->meta.name, HASH_SIZE) == 0) {
+            pthread_mutex_unlock(&s->mu);
+            free(sc);
+            return PSL_OK;
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    memcpy(sc->meta_raw, meta_raw, meta_size);
+    sc->meta_size = meta_size;
+    sc->srv = s;
+    pthread_mutex_init(&sc->mu, NULL);
+    if ((err = store_meta_put(s->store, sc->meta.name, meta_raw, meta_size)))
+        goto out_mutex;
+    struct cert_load_ctx lc = {.sc = sc};
+    pthread_mutex_lock(&sc->mu);
+    err = store_heads(s->store, sc->meta.name, load_writer, &lc);
+    pthread_mutex_unlock(&sc->mu);
+    if (err)
+        goto out_mutex;
+    topic_capsule(sc->t_rec, sc->meta.name, "rec", NULL);
+    topic_capsule(sc->t_req, sc->meta.name, "req", NULL);
+    topic_capsule(sc->t_req_me, sc->meta.name, "req", s->server_hex);
+    topic_capsule(sc->t_heads, sc->meta.name, "srv", "heads");
+    topic_capsule(sc->t_rep_me, sc->meta.name, "rep", s->requester_hex);
+    /* Visible to the committer (ACKs) and gossip before any record can arrive. */
+    pthread_mutex_lock(&s->mu);
+    sc->next = s->caps;
+    s->caps = sc;
+    pthread_mutex_unlock(&s->mu);
+    struct {
+        const char *topic;
+        fabric_handler h;
+    } subs[] = {{sc->t_rec, on_record_msg},
+                {sc->t_req, on_request_msg},
+                {sc->t_req_me, on_request_msg},
+                {sc->t_heads, on_heads_msg},
+                {sc->t_rep_me, on_reply_msg}};
+    for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++) {
+        if ((err = fabric_subscribe(s->cfg.fabric, subs[i].topic, subs[i].h, sc, &sc->subs[i])))
+            break;
+        sc->sub_count++;
+    }
+    if (err)
+        return err; /* stays listed; capsuled_stop unsubscribes what was subscribed */
+    char name[2 * HASH_SIZE + 1];
+    hex_encode(name, sc->meta.name, HASH_SIZE);
+    LOG_INFO("capsuled", "msg=\"serving capsule\" capsule=%s writers=%zu certs_failed=%zu", name,
+             lc.loaded, lc.failed);
+    /* Catch up at once rather than at the first gossip tick. */
+    publish_request(sc, sc->t_req, REQ_GET_HEADS, NULL, 0, 0);
+    return PSL_OK;
+out_mutex:
+    pthread_mutex_destroy(&sc->mu);
+out_free:
+    free(sc);
+    return err;
+}
+
+void capsuled_stop(struct capsuled *s)
+{
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->mu);
+    s->stopping = true;
+    pthread_cond_broadcast(&s->ae_cv);
+    pthread_mutex_unlock(&s->mu);
+    if (s->ae_running)
+        pthread_join(s->ae_thread, NULL);
+    for (struct served *sc = s->caps; sc; sc = sc->next)
+        for (size_t i = 0; i < sc->sub_count; i++)
+            fabric_unsubscribe(s->cfg.fabric, sc->subs[i]);
+    store_close(s->store); /* commits what is queued; its ACKs still go out */
+    while (s->caps) {
+        struct served *sc = s->caps;
+        s->caps = sc->next;
+        while (sc->pending) {
+            struct pending_rec *p = sc->pending;
+            sc->pending = p->next;
+            free(p);
+        }
+        free(sc->w);
+        free(sc->dirty);
+        pthread_mutex_destroy(&sc->mu);
+        free(sc);
+    }
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->ae_cv);
+    LOG_INFO("capsuled", "msg=\"server stopped\" server=%.16s", s->server_hex);
+    free(s);
+}
+
+void capsuled_get_stats(struct capsuled *s, struct capsuled_stats *out)
+{
+    pthread_mutex_lock(&s->mu);
+    *out = s->st;
+    uint64_t pending = 0;
+    for (struct served *sc = s->caps; sc; sc = sc->next)
+        pending += sc->pending_count;
+    pthread_mutex_unlock(&s->mu);
+    out->pending = pending;
+    store_get_stats(s->store, &out->store);
+    out->commit_ns_p50 = store_commit_quantile_ns(&out->store, 0.5);
+    out->commit_ns_p99 = store_commit_quantile_ns(&out->store, 0.99);
+}
+
+size_t capsuled_metrics(struct capsuled *s, char *buf, size_t cap)
+{
+    struct capsuled_stats st;
+    capsuled_get_stats(s, &st);
+    size_t n = 0;
+#define EMIT(...)                                                                                  \
+    do {                                                                                           \
+        int k = snprintf(buf + n, n < cap ? cap - n : 0, __VA_ARGS__);                             \
+        if (k > 0)                                                                                 \
+            n += (size_t)k;                                                                        \
+    } while (0)
+    EMIT("# HELP psl_capsuled_records_received_total Records received on record topics.\n"
+         "# TYPE psl_capsuled_records_received_total counter\n"
+         "psl_capsuled_records_received_total %" PRIu64 "\n", st.received);
+    EMIT("# TYPE psl_capsuled_records_stored_total counter\n"
+         "psl_capsuled_records_stored_total %" PRIu64 "\n", st.store.appends);
+    EMIT("# TYPE psl_capsuled_records_duplicate_total counter\n"
+         "psl_capsuled_records_duplicate_total %" PRIu64 "\n", st.store.duplicates);
+    EMIT("# TYPE psl_capsuled_record_bytes_stored_total counter\n"
+         "psl_capsuled_record_bytes_stored_total %" PRIu64 "\n", st.store.bytes);
+    EMIT("# HELP psl_capsuled_records_rejected_total Records refused, by reason.\n"
+         "# TYPE psl_capsuled_records_rejected_total counter\n");
+    for (unsigned i = 0; i < PSL_ERR__COUNT; i++)
+        if (st.rejected[i])
+            EMIT("psl_capsuled_records_rejected_total{reason=\"%s\"} %" PRIu64 "\n",
+                 psl_err_name((psl_err)i), st.rejected[i]);
+    EMIT("# TYPE psl_capsuled_acks_sent_total counter\n"
+         "psl_capsuled_acks_sent_total %" PRIu64 "\n", st.acks_sent);
+    EMIT("# TYPE psl_capsuled_commits_total counter\n"
+         "psl_capsuled_commits_total %" PRIu64 "\n", st.store.commits);
+    EMIT("# HELP psl_capsuled_commit_latency_seconds Group commit latency (commit + fsync).\n"
+         "# TYPE psl_capsuled_commit_latency_seconds summary\n"
+         "psl_capsuled_commit_latency_seconds{quantile=\"0.5\"} %.6f\n"
+         "psl_capsuled_commit_latency_seconds{quantile=\"0.99\"} %.6f\n"
+         "psl_capsuled_commit_latency_seconds_sum %.6f\n"
+         "psl_capsuled_commit_latency_seconds_count %" PRIu64 "\n",
+         (double)st.commit_ns_p50 / 1e9, (double)st.commit_ns_p99 / 1e9,
+         (double)st.store.commit_ns_total / 1e9, st.store.commits);
+    EMIT("# TYPE psl_capsuled_storage_full gauge\npsl_capsuled_storage_full %d\n", st.store.full ? 1 : 0);
+    EMIT("# TYPE psl_capsuled_pending_records gauge\npsl_capsuled_pending_records %" PRIu64 "\n", st.pending);
+    EMIT("# TYPE psl_capsuled_requests_total counter\npsl_capsuled_requests_total %" PRIu64 "\n", st.requests);
+    EMIT("# TYPE psl_capsuled_requests_refused_total counter\npsl_capsuled_requests_refused_total %" PRIu64 "\n",
+         st.requests_refused);
+    EMIT("# TYPE psl_capsuled_anti_entropy_records_total counter\n"
+         "psl_capsuled_anti_entropy_records_total %" PRIu64 "\n", st.ae_fetched);
+    EMIT("# TYPE psl_capsuled_forks_total counter\npsl_capsuled_forks_total %" PRIu64 "\n", st.store.forks);
+#undef EMIT
+    return n < cap ? n : cap;
+}

@@ -1,0 +1,55 @@
+/* server.h: the capsule server (psl-capsuled) as an embeddable component: the daemon runs it,
+ * and the embedded default of later work runs it inside another process.
+ * For each capsule it serves it subscribes to the record topic, verifies every record
+ * (DESIGN §3.3) before storing it, stores it through group commit, and acknowledges durably
+ * stored records with signed ACKs. An ACK for (writer, seq, hash) means the server holds every
+ * record of that writer from 1 to seq, chained to hash: it acknowledges its contiguous head, so
+ * one ACK can cover a whole batch. It answers requests (record by hash, a writer's seq range,
+ * heads, metadata), and runs anti-entropy with the other servers of the replica set. */
+#ifndef PSL_CAPSULED_SERVER_H
+#define PSL_CAPSULED_SERVER_H
+
+#include <stdint.h>
+
+#include "fabric/fabric.h"
+#include "store/store.h"
+
+struct capsuled_config {
+    const char *data_dir;
+    const struct signer *key;    /* the server's identity (borrowed for the server's life) */
+    struct fabric *fabric;       /* borrowed for the server's life */
+    uint32_t commit_window_us;   /* group commit window (default 1000) */
+    size_t map_size_bytes;       /* LMDB map size (default 1 GiB) */
+    uint32_t anti_entropy_ms;    /* heads gossip interval (default 500; 0 disables) */
+    size_t pending_records_max;  /* records waiting for their writer's CERT (default 4096) */
+    /* Test double for the freshness tests: report heads this many seqs behind the truth. */
+    uint32_t stale_heads_by;
+};
+
+struct capsuled_stats {
+    struct store_stats store;
+    uint64_t received;
+    uint64_t accepted;
+    uint64_t rejected[PSL_ERR__COUNT]; /* by reason */
+    uint64_t acks_sent;
+    uint64_t requests;
+    uint64_t requests_refused;
+    uint64_t ae_fetched;          /* records obtained through anti-entropy */
+    uint64_t pending;             /* records waiting for a CERT now */
+    uint64_t commit_ns_p50, commit_ns_p99;
+};
+
+struct capsuled;
+
+psl_err capsuled_start(struct capsuled **out, const struct capsuled_config *cfg) PSL_MUST_USE;
+/* Serves a capsule: verifies its metadata, requires this server to be in its replica set,
+ * stores it, loads its writers' certificates from storage, and subscribes. Idempotent. */
+psl_err capsuled_serve(struct capsuled *s, const uint8_t *meta_raw, size_t meta_size) PSL_MUST_USE;
+/* Unsubscribes everything, commits what is queued, closes storage. */
+void capsuled_stop(struct capsuled *s);
+
+void capsuled_get_stats(struct capsuled *s, struct capsuled_stats *out);
+/* Prometheus text exposition of the stats; returns the length written (truncated to cap). */
+size_t capsuled_metrics(struct capsuled *s, char *buf, size_t cap);
+
+#endif

@@ -1,0 +1,160 @@
+/* cmd_fetch.c: `psl capsule fetch`: exports a capsule from its storage servers. A freshness
+ * read finds every writer's newest verified head (n-k+1 answers by default), then each writer's
+ * records are fetched by range and written to an export file that `psl capsule verify` audits. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/bytes.h"
+#include "capsule/export.h"
+#include "capsuled/client.h"
+#include "cli/cli.h"
+
+static const char fetch_usage[] =
+    "Usage: psl capsule fetch CAPSULE_FILE --out FILE [--fabric URL] [--answers N]\n"
+    "                         [--timeout-ms MS]\n"
+    "\n"
+    "Exports a capsule from its storage servers. CAPSULE_FILE is any export of the capsule (the\n"
+    "one `psl capsule create` wrote will do): it names the capsule and its replica set.\n"
+    "  --fabric URL     NATS URL (default nats://127.0.0.1:4222)\n"
+    "  --answers N      servers that must answer the freshness read (default n-k+1, which no\n"
+    "                   lagging server can roll back; n-k+f+1 tolerates f lying servers)\n"
+    "  --timeout-ms MS  per request (default 5000)\n"
+    "Then audit it: psl capsule verify FILE\n";
+
+struct fetch_sink {
+    struct export_writer *x;
+    uint64_t next_seq;
+    size_t records;
+};
+
+static bool fetch_take(void *ctx, const uint8_t *rec, size_t size)
+{
+    struct fetch_sink *s = ctx;
+    struct record_view v;
+    if (record_parse(&v, rec, size) != PSL_OK || v.h.seq != s->next_seq)
+        return true; /* skip what is not the next record; verify reports any gap */
+    export_add(s->x, rec, size);
+    s->next_seq++;
+    s->records++;
+    return true;
+}
+
+int cmd_fetch(int argc, char **argv)
+{
+    static const struct option opts[] = {{"out", required_argument, NULL, 'o'},
+                                         {"fabric", required_argument, NULL, 'f'},
+                                         {"answers", required_argument, NULL, 'a'},
+                                         {"timeout-ms", required_argument, NULL, 't'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *out = NULL, *url = "nats://127.0.0.1:4222";
+    long answers = 0, timeout_ms = 5000;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "o:f:a:t:h", opts, NULL)) != -1) {
+        char *end = NULL;
+        switch (c) {
+        case 'o':
+            out = optarg;
+            break;
+        case 'f':
+            url = optarg;
+            break;
+        case 'a':
+            answers = strtol(optarg, &end, 10);
+            break;
+        case 't':
+            timeout_ms = strtol(optarg, &end, 10);
+            break;
+        case 'h':
+            fputs(fetch_usage, stdout);
+            return EXIT_OK;
+        default:
+            fputs(fetch_usage, stderr);
+            return EXIT_USAGE;
+        }
+        if (end && (*end || answers < 0 || timeout_ms <= 0)) {
+            cli_error("--answers and --timeout-ms take positive integers");
+            return EXIT_USAGE;
+        }
+    }
+    if (!out || optind != argc - 1) {
+        cli_error("fetch needs CAPSULE_FILE and --out FILE; see `psl capsule fetch --help`");
+        return EXIT_USAGE;
+    }
+    uint8_t *buf;
+    struct export_view view;
+    struct capsule_meta m;
+    int rc = cli_load_export(argv[optind], &buf, &view, &m);
+    if (rc)
+        return rc;
+    if (answers > m.replica_count) {
+        cli_error("--answers %ld is more than the %u servers of the replica set", answers, m.replica_count);
+        rc = EXIT_USAGE;
+        goto out_view;
+    }
+    struct fabric *fabric = NULL;
+    struct capsule_client *cl = NULL;
+    FILE *f = NULL;
+    rc = EXIT_RUNTIME;
+    if (fabric_nats_connect(url, "psl-fetch", &fabric) != PSL_OK) {
+        cli_error("cannot connect to the fabric at %s; is nats-server running?", url);
+        goto out_view;
+    }
+    struct capsule_client_config cc = {.fabric = fabric, .meta = &m};
+    if (capsule_client_open(&cl, &cc) != PSL_OK)
+        goto out_fabric;
+    struct fresh_result fr;
+    psl_err err = capsule_client_fresh_heads(cl, (unsigned)answers, (uint32_t)timeout_ms, &fr);
+    if (err) {
+        cli_error("freshness read failed: %s (fewer servers answered than required)", psl_strerror(err));
+        goto out_client;
+    }
+    f = fopen(out, "wx");
+    if (!f) {
+        cli_error("cannot create %s (it must not exist yet)", out);
+        fresh_result_free(&fr);
+        goto out_client;
+    }
+    struct export_writer x;
+    export_begin(&x, f, view.meta, view.meta_size);
+    size_t total = 0;
+    bool complete = true;
+    for (size_t i = 0; i < fr.count; i++) {
+        struct fetch_sink sink = {.x = &x, .next_seq = 1};
+        while (sink.next_seq <= fr.heads[i].seq) {
+            uint64_t from = sink.next_seq, to = fr.heads[i].seq;
+            if (to - from >= PROTO_RANGE_MAX)
+                to = from + PROTO_RANGE_MAX - 1;
+            err = capsule_client_range(cl, NULL, fr.heads[i].writer, from, to, (uint32_t)timeout_ms,
+                                       fetch_take, &sink);
+            if (err || sink.next_seq == from)
+                break;
+        }
+        if (sink.next_seq <= fr.heads[i].seq)
+            complete = false;
+        total += sink.records;
+    }
+    err = export_finish(&x);
+    if (fclose(f) != 0 || err) {
+        cli_error("cannot write %s", out);
+    } else {
+        printf("fetched   %zu records of %zu writers from %u of %u servers (%s%s)\n", total, fr.count,
+               fr.answers, m.replica_count,
+               fr.lag_bound_met ? "lag bound met: no confirmed write missed" : "lag bound NOT met",
+               fr.claims_refuted ? "; some claimed heads did not verify" : "");
+        printf("wrote     %s%s\n", out, complete ? "" : " (incomplete: some records could not be fetched)");
+        rc = complete ? EXIT_OK : EXIT_VERIFY_FAILED;
+    }
+    fresh_result_free(&fr);
+out_client:
+    capsule_client_close(cl);
+out_fabric:
+    fabric_destroy(fabric);
+out_view:
+    export_view_free(&view);
+    free(buf);
+    return rc;
+}

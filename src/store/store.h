@@ -1,0 +1,96 @@
+/* store.h: the storage engine of a capsule server (DESIGN §9), over LMDB.
+ * Databases: meta (capsule name -> metadata bytes), rec (record hash -> record bytes),
+ * idx (capsule || writer || seq big-endian -> record hash; duplicates kept: a fork's two
+ * records are both evidence), head (capsule || writer -> contiguous seq, its hash, highest seq,
+ * flags).
+ * Appends go through group commit: a committer thread gathers appends for a short window (or up
+ * to a byte budget), writes them in one transaction, commits (LMDB fsyncs), and only then calls
+ * each append's callback. So a callback with PSL_OK means the record survives kill -9.
+ * A full map or a full disk fails the batch with PSL_ERR_STORAGE_FULL, refuses appends while
+ * full (reads keep working), and retries at most once a second until space returns.
+ * The store trusts its caller to have verified records (signature, certificate); it checks the
+ * chain facts it owns: duplicates, forks and prev links against what it has stored. */
+#ifndef PSL_STORE_STORE_H
+#define PSL_STORE_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "capsule/record.h"
+
+struct store_config {
+    const char *dir;             /* created if missing */
+    size_t map_size_bytes;       /* LMDB map size: the most the database may hold */
+    uint32_t commit_window_us;   /* how long the committer gathers appends (0: commit at once) */
+    size_t commit_bytes_max;     /* a batch this large commits without waiting out the window */
+    /* Optional: called on the committer thread after the callbacks of each batch have run. */
+    void (*batch_done)(void *ctx);
+    void *batch_ctx;
+};
+
+struct store_head {
+    uint8_t writer[HASH_SIZE];
+    uint64_t contiguous;        /* highest seq with every record 1..seq stored and prev-linked */
+    uint8_t hash[HASH_SIZE];    /* hash of the record at `contiguous` */
+    uint64_t max_seq;           /* highest seq stored */
+    bool forked;
+};
+
+struct store_stats {
+    uint64_t appends;           /* records durably stored */
+    uint64_t duplicates;        /* appends of records already stored (acknowledged again) */
+    uint64_t bytes;             /* bytes of records durably stored */
+    uint64_t commits;
+    uint64_t commit_ns_total;
+    uint64_t commit_ns_max;
+    uint64_t failed_batches;    /* batches refused because storage was full or failed */
+    uint64_t forks;
+    uint64_t bad_prev;
+    bool full;
+    uint64_t commit_hist[32];   /* commits by latency: bucket i holds [2^i, 2^(i+1)) microseconds */
+};
+
+/* Approximate latency quantile (0 < q < 1) in nanoseconds from the commit histogram. */
+uint64_t store_commit_quantile_ns(const struct store_stats *st, double q);
+
+struct store;
+
+psl_err store_open(struct store **out, const struct store_config *cfg) PSL_MUST_USE;
+/* Commits what is queued (callbacks run), then closes. */
+void store_close(struct store *s);
+
+/* Stores capsule metadata (verified by the caller) synchronously. */
+psl_err store_meta_put(struct store *s, const uint8_t name[HASH_SIZE], const uint8_t *raw,
+                       size_t size) PSL_MUST_USE;
+/* Calls fn for every stored metadata (bytes borrowed during the call). */
+psl_err store_meta_each(struct store *s, void (*fn)(void *ctx, const uint8_t *raw, size_t size),
+                        void *ctx) PSL_MUST_USE;
+
+/* Result of one append, from the committer thread: PSL_OK (durable, new or duplicate),
+ * PSL_ERR_FORK (stored as evidence, not acknowledged), PSL_ERR_BAD_PREV (refused),
+ * PSL_ERR_STORAGE_FULL or PSL_ERR_IO. */
+typedef void (*store_append_cb)(void *ctx, psl_err err, const uint8_t hash[HASH_SIZE]);
+/* Queues a parsed record (copied) for the next group commit. Returns PSL_ERR_STORAGE_FULL at
+ * once while the store is full, PSL_ERR_CLOSED when closing. */
+psl_err store_append(struct store *s, const struct record_view *v, store_append_cb cb,
+                     void *ctx) PSL_MUST_USE;
+
+/* Reads. The record bytes passed to fn are borrowed for the call; fn returns false to stop. */
+typedef bool (*store_record_fn)(void *ctx, const uint8_t *rec, size_t size);
+psl_err store_get(struct store *s, const uint8_t hash[HASH_SIZE], store_record_fn fn,
+                  void *ctx) PSL_MUST_USE;
+/* Records of one writer with from <= seq <= to, in seq order (fork evidence included). */
+psl_err store_range(struct store *s, const uint8_t capsule[HASH_SIZE],
+                    const uint8_t writer[HASH_SIZE], uint64_t from, uint64_t to,
+                    store_record_fn fn, void *ctx) PSL_MUST_USE;
+/* Heads of every writer of a capsule, in writer id order; fn returns false to stop. */
+typedef bool (*store_head_fn)(void *ctx, const struct store_head *h);
+psl_err store_heads(struct store *s, const uint8_t capsule[HASH_SIZE], store_head_fn fn,
+                    void *ctx) PSL_MUST_USE;
+/* The head of one writer; PSL_ERR_NOT_FOUND when nothing of it is stored. */
+psl_err store_head_get(struct store *s, const uint8_t capsule[HASH_SIZE],
+                       const uint8_t writer[HASH_SIZE], struct store_head *out) PSL_MUST_USE;
+
+void store_get_stats(struct store *s, struct store_stats *out);
+
+#endif
