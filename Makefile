@@ -42,7 +42,9 @@ fuzz: deps
 		n=$$(basename $$t); mkdir -p build-fuzz/corpus/$$n; \
 		echo "fuzz: $$n for $(FUZZ_SECONDS) s"; \
 		$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -artifact_prefix=build-fuzz/ \
-			build-fuzz/corpus/$$n tests/fuzz/corpus/$$n 2>&1 | tail -n 3; \
+			build-fuzz/corpus/$$n tests/fuzz/corpus/$$n >build-fuzz/$$n.log 2>&1 \
+			|| { tail -n 40 build-fuzz/$$n.log; echo "fuzz: $$n FAILED (artifacts in build-fuzz/)"; exit 1; }; \
+		grep -E '^(#[0-9]+ +DONE|stat::average_exec_per_sec|stat::number_of_executed_units)' build-fuzz/$$n.log; \
 	done
 
 bench: build

@@ -12,6 +12,10 @@
 
 static const uint8_t zero_hash[HASH_SIZE];
 
+/* Scratch holds a decrypted payload when a capsule key is given, else at most one cut. */
+#define CUT_SCRATCH_SIZE (PSL_CUT_HEADS_MAX * sizeof(struct cut_head))
+#define HEADS_CAP (CUT_SCRATCH_SIZE / sizeof(struct cut_head))
+
 struct entry {
     struct record_view v;
     size_t index;
@@ -182,7 +186,7 @@ static psl_err check_payload(struct chain_state *s, struct entry *e, const uint8
     }
     case REC_EOE:
     case REC_SYNC:
-        return cut_decode(p, n, &u, heads, PSL_RECORD_PAYLOAD_SIZE_MAX / sizeof *heads, &count);
+        return cut_decode(p, n, &u, heads, HEADS_CAP, &count);
     case REC_HEAD:
         return head_decode(p, n, &u);
     case REC_REVOKE: {
@@ -343,8 +347,7 @@ static psl_err pass_links(struct chain_state *s, uint8_t *scratch)
         uint64_t epoch;
         size_t n = 0;
         if (!bad)
-            bad = cut_decode(e->v.payload, e->v.h.payload_size, &epoch, heads,
-                             PSL_RECORD_PAYLOAD_SIZE_MAX / sizeof *heads, &n);
+            bad = cut_decode(e->v.payload, e->v.h.payload_size, &epoch, heads, HEADS_CAP, &n);
         for (size_t j = 0; !bad && j < n; j++) {
             uint32_t wi;
             if (!writer_find(s, heads[j].writer, &wi))
@@ -410,7 +413,8 @@ psl_err chain_verify(const struct capsule_meta *m, const struct chain_input *rec
     psl_err err = PSL_ERR_NOMEM;
     struct record_view *views = calloc(count ? count : 1, sizeof *views);
     psl_err *parse_err = calloc(count ? count : 1, sizeof *parse_err);
-    uint8_t *scratch = malloc(PSL_RECORD_PAYLOAD_SIZE_MAX);
+    size_t scratch_size = capsule_key ? PSL_RECORD_PAYLOAD_SIZE_MAX : CUT_SCRATCH_SIZE;
+    uint8_t *scratch = malloc(scratch_size);
     struct kv_op *ops = capsule_key ? malloc(PSL_DATA_OPS_MAX * sizeof *ops) : NULL;
     s.valid = calloc(count ? count : 1, sizeof *s.valid);
     if (!views || !parse_err || !scratch || !s.valid || (capsule_key && !ops))
@@ -470,8 +474,8 @@ out_free:
     free(s.writers);
     free(s.valid);
     free(ops);
-    if (scratch)
-        secret_wipe(scratch, PSL_RECORD_PAYLOAD_SIZE_MAX);
+    if (scratch && capsule_key)
+        secret_wipe(scratch, scratch_size); /* it held plaintext */
     free(scratch);
     free(parse_err);
     free(views);

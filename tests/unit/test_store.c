@@ -1,0 +1,1124 @@
+/* test_store.c: the LMDB storage engine of a capsule server (DESIGN §9), with real sealed
+ * records: reads after appends, group commit, duplicates, out-of-order arrival and gaps, bad
+ * prev links, forks kept as evidence, metadata, reopening, durability of every acknowledged
+ * record across kill -9 of the process, and a full map (refusal, retry, recovery). Every test
+ * works in its own mkdtemp directory under /tmp, removed afterwards. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "capsule_fixture.h"
+
+#include "base/clock.h"
+#include "store/store.h"
+
+/* ---- helpers ---- */
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {(time_t)(ms / 1000u), (long)(ms % 1000u) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+static uint64_t now_ms(void)
+{
+    return clock_mono_ns() / 1000000u;
+}
+
+static void dir_remove(const char *path)
+{
+    DIR *d = opendir(path);
+    if (d) {
+        struct dirent *e;
+        char p[512];
+        while ((e = readdir(d))) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+                continue;
+            snprintf(p, sizeof p, "%s/%s", path, e->d_name);
+            unlink(p);
+        }
+        closedir(d);
+    }
+    rmdir(path);
+}
+
+/* A writer's chain of sealed records, seq 1..n: its CERT record first (a writer's first record
+ * is always its certificate), then DATA records with real operations (payload_size 0) or
+ * LSM_BLOCK records of payload_size (encrypted) bytes. A recset made for a writer that already
+ * has records continues its chain. */
+struct recset {
+    size_t n;
+    uint8_t **data;
+    size_t *size;
+    uint8_t (*hash)[HASH_SIZE];
+};
+
+static void recset_make(struct recset *r, struct fx *f, unsigned writer, size_t n,
+                        size_t payload_size)
+{
+    struct fx_writer *w = &f->w[writer];
+    r->n = n;
+    r->data = calloc(n, sizeof *r->data);
+    r->size = calloc(n, sizeof *r->size);
+    r->hash = calloc(n, sizeof *r->hash);
+    assert_non_null(r->data);
+    assert_non_null(r->size);
+    assert_non_null(r->hash);
+    uint8_t *plain = NULL;
+    if (payload_size) {
+        plain = malloc(payload_size);
+        assert_non_null(plain);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (w->chain.seq == 0) {
+            r->data[i] = fx_seal_cert(f, w, &r->size[i], r->hash[i]);
+        } else if (payload_size) {
+            for (size_t j = 0; j < payload_size; j++)
+                plain[j] = (uint8_t)(i * 7 + j);
+            r->data[i] = fx_seal(w, REC_LSM_BLOCK, plain, payload_size, &r->size[i], r->hash[i]);
+        } else {
+            r->data[i] =
+                fx_seal_data(w, 1 + (unsigned)(i % 4), (unsigned)i, &r->size[i], r->hash[i]);
+        }
+    }
+    free(plain);
+}
+
+static void recset_free(struct recset *r)
+{
+    for (size_t i = 0; i < r->n; i++)
+        free(r->data[i]);
+    free(r->data);
+    free(r->size);
+    free(r->hash);
+    memset(r, 0, sizeof *r);
+}
+
+/* Acknowledgements: one slot per append, counted together. */
+struct acks {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    size_t n;
+};
+
+struct ack {
+    struct acks *all;
+    int calls;
+    psl_err err;
+    uint8_t hash[HASH_SIZE];
+};
+
+static void acks_init(struct acks *a)
+{
+    pthread_mutex_init(&a->mu, NULL);
+    pthread_cond_init(&a->cv, NULL);
+    a->n = 0;
+}
+
+static void acks_deinit(struct acks *a)
+{
+    pthread_mutex_destroy(&a->mu);
+    pthread_cond_destroy(&a->cv);
+}
+
+static void ack_cb(void *ctx, psl_err err, const uint8_t hash[HASH_SIZE])
+{
+    struct ack *k = ctx;
+    pthread_mutex_lock(&k->all->mu);
+    k->calls++;
+    k->err = err;
+    memcpy(k->hash, hash, HASH_SIZE);
+    k->all->n++;
+    pthread_cond_broadcast(&k->all->cv);
+    pthread_mutex_unlock(&k->all->mu);
+}
+
+static size_t acks_count(struct acks *a)
+{
+    pthread_mutex_lock(&a->mu);
+    size_t n = a->n;
+    pthread_mutex_unlock(&a->mu);
+    return n;
+}
+
+static size_t acks_wait(struct acks *a, size_t n, unsigned timeout_ms)
+{
+    uint64_t deadline = now_ms() + timeout_ms;
+    pthread_mutex_lock(&a->mu);
+    while (a->n < n && now_ms() < deadline) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 10 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&a->cv, &a->mu, &ts);
+    }
+    size_t c = a->n;
+    pthread_mutex_unlock(&a->mu);
+    return c;
+}
+
+static psl_err append_async(struct store *st, const uint8_t *rec, size_t size, struct ack *slot)
+{
+    struct record_view v;
+    assert_int_equal(record_parse(&v, rec, size), PSL_OK);
+    return store_append(st, &v, ack_cb, slot);
+}
+
+/* Appends one record and waits for its callback; returns the callback's result (or the
+ * immediate refusal). */
+static psl_err append_sync(struct store *st, const uint8_t *rec, size_t size)
+{
+    struct acks a;
+    acks_init(&a);
+    struct ack slot = {.all = &a};
+    psl_err err = append_async(st, rec, size, &slot);
+    if (err == PSL_OK) {
+        assert_int_equal(acks_wait(&a, 1, 30000), 1);
+        assert_int_equal(slot.calls, 1);
+        struct record_view v;
+        assert_int_equal(record_parse(&v, rec, size), PSL_OK);
+        assert_memory_equal(slot.hash, v.hash, HASH_SIZE);
+        err = slot.err;
+    }
+    acks_deinit(&a);
+    return err;
+}
+
+/* Records returned by a read, copied. */
+#define COLLECT_MAX 64
+struct collect {
+    size_t n;
+    size_t stop_after; /* 0: never stop */
+    uint8_t *data[COLLECT_MAX];
+    size_t size[COLLECT_MAX];
+};
+
+static bool collect_fn(void *ctx, const uint8_t *rec, size_t size)
+{
+    struct collect *c = ctx;
+    if (c->n < COLLECT_MAX) {
+        c->data[c->n] = malloc(size);
+        if (c->data[c->n])
+            memcpy(c->data[c->n], rec, size);
+        c->size[c->n] = size;
+    }
+    c->n++;
+    return !(c->stop_after && c->n >= c->stop_after);
+}
+
+static void collect_free(struct collect *c)
+{
+    for (size_t i = 0; i < c->n && i < COLLECT_MAX; i++)
+        free(c->data[i]);
+    memset(c, 0, sizeof *c);
+}
+
+static bool collected_is(const struct collect *c, size_t i, const uint8_t *rec, size_t size)
+{
+    return i < c->n && i < COLLECT_MAX && c->data[i] && c->size[i] == size &&
+           memcmp(c->data[i], rec, size) == 0;
+}
+
+/* Whether the stored record with this hash is exactly rec. */
+static bool stored_is(struct store *st, const uint8_t hash[HASH_SIZE], const uint8_t *rec,
+                      size_t size)
+{
+    struct collect c = {0};
+    psl_err err = store_get(st, hash, collect_fn, &c);
+    bool ok = err == PSL_OK && c.n == 1 && collected_is(&c, 0, rec, size);
+    collect_free(&c);
+    return ok;
+}
+
+#define HEADS_MAX 8
+struct heads {
+    size_t n;
+    struct store_head h[HEADS_MAX];
+};
+
+static bool heads_fn(void *ctx, const struct store_head *h)
+{
+    struct heads *hs = ctx;
+    if (hs->n < HEADS_MAX)
+        hs->h[hs->n] = *h;
+    hs->n++;
+    return true;
+}
+
+struct tstate {
+    struct fx fx;
+    char dir[64];
+};
+
+static int store_setup(void **state)
+{
+    struct tstate *t = calloc(1, sizeof *t);
+    if (!t)
+        return -1;
+    fx_init(&t->fx);
+    snprintf(t->dir, sizeof t->dir, "/tmp/psl-store-XXXXXX");
+    if (!mkdtemp(t->dir))
+        return -1;
+    *state = t;
+    return 0;
+}
+
+static int store_teardown(void **state)
+{
+    struct tstate *t = *state;
+    dir_remove(t->dir);
+    fx_deinit(&t->fx);
+    free(t);
+    return 0;
+}
+
+static struct store *open_store(const char *dir, size_t map_size, uint32_t window_us)
+{
+    struct store_config cfg = {
+        .dir = dir, .map_size_bytes = map_size, .commit_window_us = window_us};
+    struct store *st = NULL;
+    assert_int_equal(store_open(&st, &cfg), PSL_OK);
+    assert_non_null(st);
+    return st;
+}
+
+static void expect_head(struct store *st, const uint8_t capsule[HASH_SIZE],
+                        const uint8_t writer[HASH_SIZE], uint64_t contiguous, const uint8_t *hash,
+                        uint64_t max_seq, bool forked)
+{
+    struct store_head h;
+    memset(&h, 0xee, sizeof h);
+    assert_int_equal(store_head_get(st, capsule, writer, &h), PSL_OK);
+    assert_memory_equal(h.writer, writer, HASH_SIZE);
+    assert_int_equal(h.contiguous, contiguous);
+    if (hash)
+        assert_memory_equal(h.hash, hash, HASH_SIZE);
+    assert_int_equal(h.max_seq, max_seq);
+    assert_int_equal(h.forked, forked);
+}
+
+/* ---- basic appends and reads ---- */
+
+static void check_basic_contents(struct tstate *t, struct store *st, const struct recset *a,
+                                 const struct recset *b)
+{
+    const uint8_t *cap = t->fx.meta.name;
+    const uint8_t *wa = t->fx.w[FX_W0].keys.writer_id, *wb = t->fx.w[FX_W1].keys.writer_id;
+    for (size_t i = 0; i < a->n; i++)
+        assert_true(stored_is(st, a->hash[i], a->data[i], a->size[i]));
+    for (size_t i = 0; i < b->n; i++)
+        assert_true(stored_is(st, b->hash[i], b->data[i], b->size[i]));
+
+    /* a hash never stored */
+    uint8_t unknown[HASH_SIZE];
+    memset(unknown, 0x5a, sizeof unknown);
+    struct collect c = {0};
+    assert_int_equal(store_get(st, unknown, collect_fn, &c), PSL_ERR_NOT_FOUND);
+    assert_int_equal(c.n, 0);
+
+    /* ranges, in seq order */
+    assert_int_equal(store_range(st, cap, wa, 1, a->n, collect_fn, &c), PSL_OK);
+    assert_int_equal(c.n, a->n);
+    for (size_t i = 0; i < a->n; i++)
+        assert_true(collected_is(&c, i, a->data[i], a->size[i]));
+    collect_free(&c);
+    assert_int_equal(store_range(st, cap, wa, 2, 3, collect_fn, &c), PSL_OK);
+    assert_int_equal(c.n, 2);
+    assert_true(collected_is(&c, 0, a->data[1], a->size[1]));
+    assert_true(collected_is(&c, 1, a->data[2], a->size[2]));
+    collect_free(&c);
+    assert_int_equal(store_range(st, cap, wa, 0, UINT64_MAX, collect_fn, &c), PSL_OK);
+    assert_int_equal(c.n, a->n);
+    collect_free(&c);
+    assert_int_equal(store_range(st, cap, wa, 4, 2, collect_fn, &c), PSL_OK);
+    assert_int_equal(c.n, 0);
+    assert_int_equal(store_range(st, cap, wa, a->n + 1, a->n + 100, collect_fn, &c), PSL_OK);
+    assert_int_equal(c.n, 0);
+    c.stop_after = 2; /* fn returning false stops the walk */
+    assert_int_equal(store_range(st, cap, wa, 1, a->n, collect_fn, &c), PSL_OK);
+    assert_int_equal(c.n, 2);
+    collect_free(&c);
+    /* the other writer's range holds only its own records */
+    assert_int_equal(store_range(st, cap, wb, 1, UINT64_MAX, collect_fn, &c), PSL_OK);
+    assert_int_equal(c.n, b->n);
+    for (size_t i = 0; i < b->n; i++)
+        assert_true(collected_is(&c, i, b->data[i], b->size[i]));
+    collect_free(&c);
+    /* another capsule has nothing */
+    assert_int_equal(store_range(st, t->fx.other.name, wa, 1, UINT64_MAX, collect_fn, &c), PSL_OK);
+    assert_int_equal(c.n, 0);
+
+    /* heads */
+    expect_head(st, cap, wa, a->n, a->hash[a->n - 1], a->n, false);
+    expect_head(st, cap, wb, b->n, b->hash[b->n - 1], b->n, false);
+    struct store_head h;
+    assert_int_equal(store_head_get(st, cap, t->fx.w[FX_COORD].keys.writer_id, &h),
+                     PSL_ERR_NOT_FOUND);
+    assert_int_equal(store_head_get(st, t->fx.other.name, wa, &h), PSL_ERR_NOT_FOUND);
+    struct heads hs = {0};
+    assert_int_equal(store_heads(st, cap, heads_fn, &hs), PSL_OK);
+    assert_int_equal(hs.n, 2);
+    assert_true(memcmp(hs.h[0].writer, hs.h[1].writer, HASH_SIZE) < 0); /* writer id order */
+    for (size_t i = 0; i < 2; i++) {
+        bool is_a = memcmp(hs.h[i].writer, wa, HASH_SIZE) == 0;
+        const struct recset *r = is_a ? a : b;
+        assert_true(is_a || memcmp(hs.h[i].writer, wb, HASH_SIZE) == 0);
+        assert_int_equal(hs.h[i].contiguous, r->n);
+        assert_int_equal(hs.h[i].max_seq, r->n);
+        assert_memory_equal(hs.h[i].hash, r->hash[r->n - 1], HASH_SIZE);
+        assert_false(hs.h[i].forked);
+    }
+    struct heads none = {0};
+    assert_int_equal(store_heads(st, t->fx.other.name, heads_fn, &none), PSL_OK);
+    assert_int_equal(none.n, 0);
+}
+
+struct meta_seen {
+    size_t n;
+    uint8_t *raw[4];
+    size_t size[4];
+};
+
+static void meta_fn(void *ctx, const uint8_t *raw, size_t size)
+{
+    struct meta_seen *m = ctx;
+    if (m->n < 4) {
+        m->raw[m->n] = malloc(size);
+        if (m->raw[m->n])
+            memcpy(m->raw[m->n], raw, size);
+        m->size[m->n] = size;
+    }
+    m->n++;
+}
+
+static void meta_seen_free(struct meta_seen *m)
+{
+    for (size_t i = 0; i < m->n && i < 4; i++)
+        free(m->raw[i]);
+    memset(m, 0, sizeof *m);
+}
+
+static bool meta_seen_has(const struct meta_seen *m, const uint8_t *raw, size_t size)
+{
+    for (size_t i = 0; i < m->n && i < 4; i++)
+        if (m->raw[i] && m->size[i] == size && memcmp(m->raw[i], raw, size) == 0)
+            return true;
+    return false;
+}
+
+static void test_store_append_and_read(void **state)
+{
+    struct tstate *t = *state;
+    struct recset a, b;
+    recset_make(&a, &t->fx, FX_W0, 6, 0);
+    recset_make(&b, &t->fx, FX_W1, 3, 3000); /* larger than a page */
+    struct store *st = open_store(t->dir, 0, 0);
+
+    uint64_t bytes = 0;
+    for (size_t i = 0; i < a.n; i++) {
+        assert_int_equal(append_sync(st, a.data[i], a.size[i]), PSL_OK);
+        bytes += a.size[i];
+    }
+    for (size_t i = 0; i < b.n; i++) {
+        assert_int_equal(append_sync(st, b.data[i], b.size[i]), PSL_OK);
+        bytes += b.size[i];
+    }
+    check_basic_contents(t, st, &a, &b);
+
+    /* metadata */
+    uint8_t other_enc[META_SIZE_MAX];
+    size_t other_size;
+    assert_int_equal(meta_encode(&t->fx.other, other_enc, sizeof other_enc, &other_size), PSL_OK);
+    assert_int_equal(store_meta_put(st, t->fx.meta.name, t->fx.meta_enc, t->fx.meta_size), PSL_OK);
+    assert_int_equal(store_meta_put(st, t->fx.other.name, other_enc, other_size), PSL_OK);
+    assert_int_equal(store_meta_put(st, t->fx.meta.name, t->fx.meta_enc, t->fx.meta_size), PSL_OK);
+    struct meta_seen ms = {0};
+    assert_int_equal(store_meta_each(st, meta_fn, &ms), PSL_OK);
+    assert_int_equal(ms.n, 2); /* a second put of one name replaces it */
+    assert_true(meta_seen_has(&ms, t->fx.meta_enc, t->fx.meta_size));
+    assert_true(meta_seen_has(&ms, other_enc, other_size));
+    meta_seen_free(&ms);
+
+    struct store_stats stats;
+    store_get_stats(st, &stats);
+    assert_int_equal(stats.appends, a.n + b.n);
+    assert_int_equal(stats.bytes, bytes);
+    assert_int_equal(stats.duplicates, 0);
+    assert_int_equal(stats.forks, 0);
+    assert_int_equal(stats.bad_prev, 0);
+    assert_int_equal(stats.failed_batches, 0);
+    assert_true(stats.commits >= 1 && stats.commits <= a.n + b.n);
+    assert_false(stats.full);
+    store_close(st);
+
+    /* Reopen: everything is still there. */
+    st = open_store(t->dir, 0, 0);
+    check_basic_contents(t, st, &a, &b);
+    assert_int_equal(store_meta_each(st, meta_fn, &ms), PSL_OK);
+    assert_int_equal(ms.n, 2);
+    assert_true(meta_seen_has(&ms, t->fx.meta_enc, t->fx.meta_size));
+    assert_true(meta_seen_has(&ms, other_enc, other_size));
+    meta_seen_free(&ms);
+    /* and the chains continue where they were */
+    struct recset more;
+    recset_make(&more, &t->fx, FX_W0, 2, 0);
+    for (size_t i = 0; i < more.n; i++)
+        assert_int_equal(append_sync(st, more.data[i], more.size[i]), PSL_OK);
+    expect_head(st, t->fx.meta.name, t->fx.w[FX_W0].keys.writer_id, a.n + more.n,
+                more.hash[more.n - 1], a.n + more.n, false);
+    store_close(st);
+    recset_free(&more);
+    recset_free(&a);
+    recset_free(&b);
+}
+
+/* ---- group commit ---- */
+
+static void test_store_group_commit(void **state)
+{
+    struct tstate *t = *state;
+    enum { N = 300 };
+    struct recset r;
+    recset_make(&r, &t->fx, FX_W0, N, 0);
+    struct store *st = open_store(t->dir, 0, 5000); /* 5 ms window */
+    struct acks a;
+    acks_init(&a);
+    struct ack *slots = calloc(N, sizeof *slots);
+    assert_non_null(slots);
+    for (size_t i = 0; i < N; i++) {
+        slots[i].all = &a;
+        assert_int_equal(append_async(st, r.data[i], r.size[i], &slots[i]), PSL_OK);
+    }
+    assert_int_equal(acks_wait(&a, N, 30000), N);
+    sleep_ms(20);
+    assert_int_equal(acks_count(&a), N); /* no extra callbacks */
+    for (size_t i = 0; i < N; i++) {
+        assert_int_equal(slots[i].calls, 1);
+        assert_int_equal(slots[i].err, PSL_OK);
+        assert_memory_equal(slots[i].hash, r.hash[i], HASH_SIZE);
+    }
+    struct store_stats stats;
+    store_get_stats(st, &stats);
+    print_message("group commit: %zu appends in %llu commits\n", (size_t)N,
+                  (unsigned long long)stats.commits);
+    assert_int_equal(stats.appends, N);
+    assert_true(stats.commits >= 1);
+    assert_true(stats.commits < N / 4);
+    expect_head(st, t->fx.meta.name, t->fx.w[FX_W0].keys.writer_id, N, r.hash[N - 1], N, false);
+
+    /* The window delays a lone append by about its length... */
+    struct recset one;
+    recset_make(&one, &t->fx, FX_W0, 2, 0);
+    store_close(st);
+    st = open_store(t->dir, 0, 300000); /* 300 ms */
+    uint64_t t0 = now_ms();
+    assert_int_equal(append_sync(st, one.data[0], one.size[0]), PSL_OK);
+    assert_true(now_ms() - t0 >= 250);
+    store_close(st);
+    /* ...unless the batch reaches commit_bytes_max. */
+    struct store_config cfg = {
+        .dir = t->dir, .commit_window_us = 60u * 1000000u, .commit_bytes_max = 1};
+    assert_int_equal(store_open(&st, &cfg), PSL_OK);
+    t0 = now_ms();
+    assert_int_equal(append_sync(st, one.data[1], one.size[1]), PSL_OK);
+    assert_true(now_ms() - t0 < 10000);
+    store_close(st);
+
+    acks_deinit(&a);
+    free(slots);
+    recset_free(&one);
+    recset_free(&r);
+}
+
+static void test_store_close_commits_queued(void **state)
+{
+    struct tstate *t = *state;
+    enum { N = 50 };
+    struct recset r;
+    recset_make(&r, &t->fx, FX_W1, N, 0);
+    struct store *st = open_store(t->dir, 0, 10u * 1000000u); /* a 10 s window */
+    struct acks a;
+    acks_init(&a);
+    struct ack slots[N];
+    memset(slots, 0, sizeof slots);
+    for (size_t i = 0; i < N; i++) {
+        slots[i].all = &a;
+        assert_int_equal(append_async(st, r.data[i], r.size[i], &slots[i]), PSL_OK);
+    }
+    uint64_t t0 = now_ms();
+    store_close(st); /* commits what is queued without waiting out the window */
+    assert_true(now_ms() - t0 < 5000);
+    assert_int_equal(acks_count(&a), N);
+    for (size_t i = 0; i < N; i++) {
+        assert_int_equal(slots[i].calls, 1);
+        assert_int_equal(slots[i].err, PSL_OK);
+    }
+    st = open_store(t->dir, 0, 0);
+    for (size_t i = 0; i < N; i++)
+        assert_true(stored_is(st, r.hash[i], r.data[i], r.size[i]));
+    expect_head(st, t->fx.meta.name, t->fx.w[FX_W1].keys.writer_id, N, r.hash[N - 1], N, false);
+    store_close(st);
+    acks_deinit(&a);
+    recset_free(&r);
+}
+
+/* ---- chain facts ---- */
+
+static void test_store_duplicates(void **state)
+{
+    struct tstate *t = *state;
+    struct recset r;
+    recset_make(&r, &t->fx, FX_W0, 3, 0);
+    struct store *st = open_store(t->dir, 0, 20000);
+    assert_int_equal(append_sync(st, r.data[0], r.size[0]), PSL_OK);
+    assert_int_equal(append_sync(st, r.data[0], r.size[0]), PSL_OK); /* acked again */
+    /* twice in one batch */
+    struct acks a;
+    acks_init(&a);
+    struct ack s1 = {.all = &a}, s2 = {.all = &a};
+    assert_int_equal(append_async(st, r.data[1], r.size[1], &s1), PSL_OK);
+    assert_int_equal(append_async(st, r.data[1], r.size[1], &s2), PSL_OK);
+    assert_int_equal(acks_wait(&a, 2, 30000), 2);
+    assert_int_equal(s1.err, PSL_OK);
+    assert_int_equal(s2.err, PSL_OK);
+    assert_int_equal(s1.calls, 1);
+    assert_int_equal(s2.calls, 1);
+    acks_deinit(&a);
+    struct store_stats stats;
+    store_get_stats(st, &stats);
+    assert_int_equal(stats.appends, 2);
+    assert_int_equal(stats.duplicates, 2);
+    assert_int_equal(stats.bytes, r.size[0] + r.size[1]);
+    struct collect c = {0};
+    assert_int_equal(
+        store_range(st, t->fx.meta.name, t->fx.w[FX_W0].keys.writer_id, 1, 10, collect_fn, &c),
+        PSL_OK);
+    assert_int_equal(c.n, 2); /* stored once each */
+    collect_free(&c);
+    expect_head(st, t->fx.meta.name, t->fx.w[FX_W0].keys.writer_id, 2, r.hash[1], 2, false);
+    store_close(st);
+    recset_free(&r);
+}
+
+static void test_store_out_of_order_and_gap(void **state)
+{
+    struct tstate *t = *state;
+    const uint8_t *cap = t->fx.meta.name, *w = t->fx.w[FX_W1].keys.writer_id;
+    struct recset r;
+    recset_make(&r, &t->fx, FX_W1, 6, 0);
+    struct store *st = open_store(t->dir, 0, 0);
+    assert_int_equal(append_sync(st, r.data[0], r.size[0]), PSL_OK);
+    assert_int_equal(append_sync(st, r.data[2], r.size[2]), PSL_OK); /* seq 3 before 2 */
+    expect_head(st, cap, w, 1, r.hash[0], 3, false);
+    assert_int_equal(append_sync(st, r.data[1], r.size[1]), PSL_OK); /* 2 arrives */
+    expect_head(st, cap, w, 3, r.hash[2], 3, false);
+    assert_int_equal(append_sync(st, r.data[4], r.size[4]), PSL_OK); /* 5: a gap at 4 */
+    assert_int_equal(append_sync(st, r.data[5], r.size[5]), PSL_OK);
+    expect_head(st, cap, w, 3, r.hash[2], 6, false);
+    struct collect c = {0};
+    assert_int_equal(store_range(st, cap, w, 1, 6, collect_fn, &c), PSL_OK);
+    assert_int_equal(c.n, 5);
+    assert_true(collected_is(&c, 2, r.data[2], r.size[2]));
+    assert_true(collected_is(&c, 3, r.data[4], r.size[4])); /* seq 4 missing */
+    collect_free(&c);
+    assert_int_equal(append_sync(st, r.data[3], r.size[3]), PSL_OK); /* the gap fills */
+    expect_head(st, cap, w, 6, r.hash[5], 6, false);
+
+    /* A writer whose seq 1 never arrived: nothing is contiguous. */
+    const uint8_t *w2 = t->fx.w[FX_COORD].keys.writer_id;
+    struct recset r2;
+    recset_make(&r2, &t->fx, FX_COORD, 3, 0);
+    assert_int_equal(append_sync(st, r2.data[1], r2.size[1]), PSL_OK);
+    assert_int_equal(append_sync(st, r2.data[2], r2.size[2]), PSL_OK);
+    struct store_head h;
+    assert_int_equal(store_head_get(st, cap, w2, &h), PSL_OK);
+    assert_int_equal(h.contiguous, 0);
+    assert_int_equal(h.max_seq, 3);
+    assert_int_equal(append_sync(st, r2.data[0], r2.size[0]), PSL_OK);
+    expect_head(st, cap, w2, 3, r2.hash[2], 3, false);
+    store_close(st);
+    recset_free(&r2);
+    recset_free(&r);
+}
+
+/* Seals a record of w at seq with an explicit prev and lamport (outside w's chain). */
+static uint8_t *seal_at(struct tstate *t, unsigned writer, uint64_t seq, const uint8_t *prev,
+                        uint64_t lamport, size_t *size, uint8_t hash[HASH_SIZE])
+{
+    struct record_header h;
+    memset(&h, 0, sizeof h);
+    h.type = REC_DATA;
+    memcpy(h.capsule, t->fx.meta.name, HASH_SIZE);
+    h.seq = seq;
+    h.lamport = lamport;
+    memcpy(h.prev, prev, HASH_SIZE);
+    uint8_t pl[512];
+    size_t n = fx_data_plain(pl, sizeof pl, 2, (unsigned)lamport);
+    return fx_seal_hdr(&t->fx.w[writer].keys, &h, pl, n, size, hash);
+}
+
+static void test_store_bad_prev(void **state)
+{
+    struct tstate *t = *state;
+    const uint8_t *cap = t->fx.meta.name, *w = t->fx.w[FX_W0].keys.writer_id;
+    struct recset r;
+    recset_make(&r, &t->fx, FX_W0, 3, 0);
+    struct store *st = open_store(t->dir, 0, 0);
+    assert_int_equal(append_sync(st, r.data[0], r.size[0]), PSL_OK);
+    assert_int_equal(append_sync(st, r.data[1], r.size[1]), PSL_OK);
+    /* seq 3 whose prev is not the stored seq 2 */
+    uint8_t wrong[HASH_SIZE], bad_hash[HASH_SIZE];
+    memcpy(wrong, r.hash[0], HASH_SIZE);
+    size_t bad_size;
+    uint8_t *bad = seal_at(t, FX_W0, 3, wrong, 3, &bad_size, bad_hash);
+    assert_int_equal(append_sync(st, bad, bad_size), PSL_ERR_BAD_PREV);
+    struct collect c = {0};
+    assert_int_equal(store_get(st, bad_hash, collect_fn, &c), PSL_ERR_NOT_FOUND);
+    assert_int_equal(store_range(st, cap, w, 3, 3, collect_fn, &c), PSL_OK);
+    assert_int_equal(c.n, 0);
+    expect_head(st, cap, w, 2, r.hash[1], 2, false); /* untouched */
+    struct store_stats stats;
+    store_get_stats(st, &stats);
+    assert_int_equal(stats.bad_prev, 1);
+    assert_int_equal(stats.appends, 2);
+    /* the genuine seq 3 still goes in */
+    assert_int_equal(append_sync(st, r.data[2], r.size[2]), PSL_OK);
+    expect_head(st, cap, w, 3, r.hash[2], 3, false);
+    store_close(st);
+    free(bad);
+    recset_free(&r);
+}
+
+static void test_store_fork(void **state)
+{
+    struct tstate *t = *state;
+    const uint8_t *cap = t->fx.meta.name, *w = t->fx.w[FX_W0].keys.writer_id;
+    struct recset r;
+    recset_make(&r, &t->fx, FX_W0, 4, 0);
+    struct store *st = open_store(t->dir, 0, 0);
+    for (size_t i = 0; i < 2; i++)
+        assert_int_equal(append_sync(st, r.data[i], r.size[i]), PSL_OK);
+    /* A second valid record for (writer, seq 2): same prev, other contents. Pick one whose
+     * hash sorts before the genuine one, so that the index's first entry for seq 2 is the
+     * fork (the harder case for the prev check of the genuine seq 3 below). */
+    uint8_t fork_hash[HASH_SIZE];
+    size_t fork_size = 0;
+    uint8_t *fork = NULL;
+    for (uint64_t lamport = 1000; lamport < 1100; lamport++) {
+        free(fork);
+        fork = seal_at(t, FX_W0, 2, r.hash[0], lamport, &fork_size, fork_hash);
+        if (memcmp(fork_hash, r.hash[1], HASH_SIZE) < 0)
+            break;
+    }
+    assert_true(memcmp(fork_hash, r.hash[1], HASH_SIZE) < 0);
+    assert_int_equal(append_sync(st, fork, fork_size), PSL_ERR_FORK);
+    /* both are kept as evidence */
+    assert_true(stored_is(st, fork_hash, fork, fork_size));
+    assert_true(stored_is(st, r.hash[1], r.data[1], r.size[1]));
+    struct collect c = {0};
+    assert_int_equal(store_range(st, cap, w, 2, 2, collect_fn, &c), PSL_OK);
+    assert_int_equal(c.n, 2);
+    assert_true(
+        (collected_is(&c, 0, fork, fork_size) && collected_is(&c, 1, r.data[1], r.size[1])) ||
+        (collected_is(&c, 1, fork, fork_size) && collected_is(&c, 0, r.data[1], r.size[1])));
+    collect_free(&c);
+    assert_int_equal(store_range(st, cap, w, 1, 10, collect_fn, &c), PSL_OK);
+    assert_int_equal(c.n, 3);
+    assert_true(collected_is(&c, 0, r.data[0], r.size[0]));
+    collect_free(&c);
+    expect_head(st, cap, w, 2, r.hash[1], 2, true);
+    struct store_stats stats;
+    store_get_stats(st, &stats);
+    assert_int_equal(stats.forks, 1);
+    assert_int_equal(stats.appends, 2); /* the fork is evidence, not an acknowledged append */
+    /* The fork again: it is stored, so now it is a duplicate. */
+    assert_int_equal(append_sync(st, fork, fork_size), PSL_OK);
+    /* The writer goes on from the genuine branch: its seq 3 links to a stored seq 2 (not the
+     * first one in the index), so it is no bad prev. */
+    assert_int_equal(append_sync(st, r.data[2], r.size[2]), PSL_OK);
+    assert_int_equal(append_sync(st, r.data[3], r.size[3]), PSL_OK);
+    /* A seq 3 on the fork's branch is a second fork, kept too. */
+    size_t on_fork_size;
+    uint8_t on_fork_hash[HASH_SIZE];
+    uint8_t *on_fork = seal_at(t, FX_W0, 3, fork_hash, 2000, &on_fork_size, on_fork_hash);
+    assert_int_equal(append_sync(st, on_fork, on_fork_size), PSL_ERR_FORK);
+    assert_true(stored_is(st, on_fork_hash, on_fork, on_fork_size));
+    struct store_head h;
+    assert_int_equal(store_head_get(st, cap, w, &h), PSL_OK);
+    assert_true(h.forked);
+    assert_int_equal(h.max_seq, 4);
+    assert_true(h.contiguous <= 4);
+    store_close(st);
+
+    /* The fork survives a reopen. */
+    st = open_store(t->dir, 0, 0);
+    assert_int_equal(store_head_get(st, cap, w, &h), PSL_OK);
+    assert_true(h.forked);
+    assert_int_equal(h.max_seq, 4);
+    assert_int_equal(store_range(st, cap, w, 2, 3, collect_fn, &c), PSL_OK);
+    assert_int_equal(c.n, 4);
+    collect_free(&c);
+    store_close(st);
+    free(on_fork);
+    free(fork);
+    recset_free(&r);
+}
+
+/* Records of several writers appended from several threads while heads are read. */
+struct writer_job {
+    struct store *st;
+    struct recset *r;
+    struct acks *a;
+    struct ack *slots;
+    psl_err err;
+};
+
+static void *writer_thread(void *arg)
+{
+    struct writer_job *j = arg;
+    for (size_t i = 0; i < j->r->n; i++) {
+        struct record_view v;
+        psl_err err = record_parse(&v, j->r->data[i], j->r->size[i]);
+        if (!err)
+            err = store_append(j->st, &v, ack_cb, &j->slots[i]);
+        if (err) {
+            j->err = err;
+            break;
+        }
+        if (i % 16 == 0)
+            sleep_ms(1);
+    }
+    return NULL;
+}
+
+static void test_store_concurrent_writers(void **state)
+{
+    struct tstate *t = *state;
+    enum { W = 4, N = 120 };
+    struct recset r[W];
+    for (unsigned i = 0; i < W; i++)
+        recset_make(&r[i], &t->fx, i, N, i == 3 ? 5000 : 0);
+    struct store *st = open_store(t->dir, 0, 1000);
+    struct acks a;
+    acks_init(&a);
+    struct writer_job jobs[W];
+    pthread_t th[W];
+    for (unsigned i = 0; i < W; i++) {
+        jobs[i] = (struct writer_job){.st = st, .r = &r[i], .a = &a};
+        jobs[i].slots = calloc(N, sizeof *jobs[i].slots);
+        assert_non_null(jobs[i].slots);
+        for (size_t k = 0; k < N; k++)
+            jobs[i].slots[k].all = &a;
+        assert_int_equal(pthread_create(&th[i], NULL, writer_thread, &jobs[i]), 0);
+    }
+    /* Read while they write: heads only ever move forward. */
+    uint64_t last[W] = {0};
+    uint64_t deadline = now_ms() + 60000;
+    while (acks_count(&a) < W * N && now_ms() < deadline) {
+        struct heads hs = {0};
+        assert_int_equal(store_heads(st, t->fx.meta.name, heads_fn, &hs), PSL_OK);
+        assert_true(hs.n <= W);
+        for (size_t k = 0; k < hs.n; k++)
+            for (unsigned i = 0; i < W; i++)
+                if (!memcmp(hs.h[k].writer, t->fx.w[i].keys.writer_id, HASH_SIZE)) {
+                    assert_true(hs.h[k].contiguous >= last[i]);
+                    last[i] = hs.h[k].contiguous;
+                }
+        if (acks_wait(&a, W * N, 5) >= W * N)
+            break;
+    }
+    for (unsigned i = 0; i < W; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(jobs[i].err, PSL_OK);
+    }
+    assert_int_equal(acks_wait(&a, W * N, 30000), W * N);
+    for (unsigned i = 0; i < W; i++) {
+        for (size_t k = 0; k < N; k++) {
+            assert_int_equal(jobs[i].slots[k].calls, 1);
+            assert_int_equal(jobs[i].slots[k].err, PSL_OK);
+        }
+        expect_head(st, t->fx.meta.name, t->fx.w[i].keys.writer_id, N, r[i].hash[N - 1], N, false);
+        free(jobs[i].slots);
+    }
+    struct store_stats stats;
+    store_get_stats(st, &stats);
+    assert_int_equal(stats.appends, W * N);
+    store_close(st);
+    acks_deinit(&a);
+    for (unsigned i = 0; i < W; i++)
+        recset_free(&r[i]);
+}
+
+/* ---- durability across kill -9 ---- */
+
+static int g_ack_fd = -1; /* the child's end of the pipe */
+
+static void crash_ack_cb(void *ctx, psl_err err, const uint8_t hash[HASH_SIZE])
+{
+    (void)hash;
+    const uint64_t *seq = ctx;
+    if (err == PSL_OK) {
+        ssize_t w = write(g_ack_fd, seq, sizeof *seq);
+        (void)w;
+    }
+}
+
+/* The child: appends the records in order, a few at a time, reporting every acknowledged seq
+ * on the pipe; then idles until killed. Never returns. */
+static _Noreturn void crash_child(const char *dir, const struct recset *r, int fd)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive a failed test */
+    g_ack_fd = fd;
+    uint64_t *seqs = malloc(r->n * sizeof *seqs);
+    if (!seqs)
+        _exit(2);
+    struct store_config cfg = {.dir = dir, .map_size_bytes = 256u << 20, .commit_window_us = 300};
+    struct store *st;
+    if (store_open(&st, &cfg) != PSL_OK)
+        _exit(3);
+    for (size_t i = 0; i < r->n; i++) {
+        struct record_view v;
+        if (record_parse(&v, r->data[i], r->size[i]) != PSL_OK)
+            _exit(4);
+        seqs[i] = v.h.seq;
+        if (store_append(st, &v, crash_ack_cb, &seqs[i]) != PSL_OK)
+            _exit(5);
+        if (i % 4 == 3) {
+            struct timespec ts = {0, 300000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    for (;;)
+        pause();
+}
+
+static void test_store_survives_kill9(void **state)
+{
+    struct tstate *t = *state;
+    enum { N = 3000 };
+    struct recset r;
+    recset_make(&r, &t->fx, FX_W0, N, 0);
+    const uint8_t *cap = t->fx.meta.name, *w = t->fx.w[FX_W0].keys.writer_id;
+    static const unsigned delays_ms[] = {5, 20, 45, 80, 130, 190};
+    uint8_t *acked = calloc(N + 1, 1);
+    assert_non_null(acked);
+    for (size_t round = 0; round < sizeof delays_ms / sizeof delays_ms[0]; round++) {
+        char dir[96];
+        snprintf(dir, sizeof dir, "%s/kill%zu", t->dir, round);
+        int p[2];
+        assert_int_equal(pipe(p), 0);
+        fflush(NULL);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            close(p[0]);
+            crash_child(dir, &r, p[1]);
+        }
+        close(p[1]);
+        memset(acked, 0, N + 1);
+        uint64_t max_acked = 0;
+        size_t n_acked = 0;
+        /* Read acknowledgements for a while, then kill the child wherever it is. */
+        unsigned delay = delays_ms[round] + (unsigned)(clock_mono_ns() % 7u);
+        uint64_t kill_at = now_ms() + delay;
+        bool killed = false;
+        for (;;) {
+            int timeout = 50;
+            if (!killed) {
+                uint64_t now = now_ms();
+                if (now >= kill_at) {
+                    assert_int_equal(kill(pid, SIGKILL), 0);
+                    killed = true;
+                } else {
+                    timeout = (int)(kill_at - now);
+                }
+            }
+            struct pollfd pfd = {.fd = p[0], .events = POLLIN};
+            int pr = poll(&pfd, 1, timeout);
+            if (pr < 0 && errno == EINTR)
+                continue;
+            assert_true(pr >= 0);
+            if (pr == 0)
+                continue;
+            uint64_t seq;
+            ssize_t got = read(p[0], &seq, sizeof seq);
+            if (got == 0)
+                break; /* EOF: the child is gone */
+            assert_int_equal(got, sizeof seq);
+            assert_true(seq >= 1 && seq <= N);
+            assert_int_equal(acked[seq], 0); /* each acknowledged once */
+            acked[seq] = 1;
+            n_acked++;
+            if (seq > max_acked)
+                max_acked = seq;
+        }
+        close(p[0]);
+        int status;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        if (!(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL))
+            fail_msg("the child ended by itself (status %d) instead of being killed", status);
+        print_message("kill -9 after %u ms: %zu records acknowledged\n", delay, n_acked);
+
+        /* Reopen after the crash: opens cleanly, every acknowledged record is there. */
+        struct store *st = open_store(dir, 256u << 20, 0);
+        for (uint64_t s = 1; s <= N; s++)
+            if (acked[s])
+                assert_true(stored_is(st, r.hash[s - 1], r.data[s - 1], r.size[s - 1]));
+        struct store_head h = {0};
+        psl_err err = store_head_get(st, cap, w, &h);
+        if (max_acked) {
+            assert_int_equal(err, PSL_OK);
+            /* appends were in order and each ack covers everything before it */
+            assert_true(h.contiguous >= max_acked);
+            assert_int_equal(n_acked, max_acked);
+        }
+        assert_false(h.forked);
+        /* The writer lock is free and the database writable: continue the chain (some of
+         * these may have been committed but not acknowledged: duplicates). */
+        uint64_t from = h.contiguous;
+        for (uint64_t s = from + 1; s <= from + 5 && s <= N; s++)
+            assert_int_equal(append_sync(st, r.data[s - 1], r.size[s - 1]), PSL_OK);
+        if (from + 5 <= N)
+            expect_head(st, cap, w, from + 5, r.hash[from + 4],
+                        h.max_seq > from + 5 ? h.max_seq : from + 5, false);
+        store_close(st);
+        dir_remove(dir);
+    }
+    free(acked);
+    recset_free(&r);
+}
+
+/* ---- a full map ---- */
+
+static void test_store_full(void **state)
+{
+    struct tstate *t = *state;
+    const uint8_t *cap = t->fx.meta.name, *w = t->fx.w[FX_W0].keys.writer_id;
+    enum { N = 200 };
+    struct recset r;
+    recset_make(&r, &t->fx, FX_W0, N, 20000); /* about 5 pages each */
+    struct store *st = open_store(t->dir, 1u << 20, 0);
+    size_t acked = 0;
+    psl_err err = PSL_OK;
+    while (acked < N) {
+        err = append_sync(st, r.data[acked], r.size[acked]);
+        if (err != PSL_OK)
+            break;
+        acked++;
+    }
+    assert_int_equal(err, PSL_ERR_STORAGE_FULL);
+    print_message("a 1 MiB map took %zu records of %zu bytes\n", acked, r.size[1]);
+    assert_true(acked >= 5);
+    struct store_stats stats;
+    store_get_stats(st, &stats);
+    assert_true(stats.full);
+    assert_int_equal(stats.failed_batches, 1);
+    assert_int_equal(stats.appends, acked); /* the failed batch counts nothing */
+
+    /* Refused at once while full; the callback is never called. */
+    struct acks a;
+    acks_init(&a);
+    struct ack slot = {.all = &a};
+    assert_int_equal(append_async(st, r.data[acked], r.size[acked], &slot), PSL_ERR_STORAGE_FULL);
+    assert_int_equal(append_async(st, r.data[0], r.size[0], &slot), PSL_ERR_STORAGE_FULL);
+
+    /* Reads still work and everything acknowledged is intact. */
+    for (size_t i = 0; i < acked; i++)
+        assert_true(stored_is(st, r.hash[i], r.data[i], r.size[i]));
+    struct collect c = {0};
+    assert_int_equal(store_get(st, r.hash[acked], collect_fn, &c), PSL_ERR_NOT_FOUND);
+    assert_int_equal(store_range(st, cap, w, 1, N, collect_fn, &c), PSL_OK);
+    assert_int_equal(c.n, acked);
+    collect_free(&c);
+    struct heads hs = {0};
+    assert_int_equal(store_heads(st, cap, heads_fn, &hs), PSL_OK);
+    assert_int_equal(hs.n, 1);
+    assert_int_equal(hs.h[0].contiguous, acked);
+    assert_memory_equal(hs.h[0].hash, r.hash[acked - 1], HASH_SIZE);
+    struct meta_seen ms = {0};
+    assert_int_equal(store_meta_each(st, meta_fn, &ms), PSL_OK);
+    meta_seen_free(&ms);
+
+    /* After the retry interval (1 s) an append is tried again, and fails again while the map
+     * is still full; then it is refused at once again. */
+    sleep_ms(1100);
+    assert_int_equal(append_sync(st, r.data[acked], r.size[acked]), PSL_ERR_STORAGE_FULL);
+    store_get_stats(st, &stats);
+    assert_int_equal(stats.failed_batches, 2);
+    assert_true(stats.full);
+    assert_int_equal(stats.appends, acked);
+    assert_int_equal(append_async(st, r.data[acked], r.size[acked], &slot), PSL_ERR_STORAGE_FULL);
+    assert_int_equal(acks_count(&a), 0);
+    acks_deinit(&a);
+    store_close(st);
+
+    /* Space returns (a larger map): appends succeed again, old data intact. */
+    st = open_store(t->dir, 16u << 20, 0);
+    for (size_t i = 0; i < acked; i++)
+        assert_true(stored_is(st, r.hash[i], r.data[i], r.size[i]));
+    size_t more = acked + 20 <= N ? acked + 20 : N;
+    for (size_t i = acked; i < more; i++)
+        assert_int_equal(append_sync(st, r.data[i], r.size[i]), PSL_OK);
+    expect_head(st, cap, w, more, r.hash[more - 1], more, false);
+    store_get_stats(st, &stats);
+    assert_false(stats.full);
+    assert_int_equal(stats.appends, more - acked);
+    assert_int_equal(stats.failed_batches, 0);
+    store_close(st);
+    recset_free(&r);
+}
+
+static void test_store_open_errors(void **state)
+{
+    struct tstate *t = *state;
+    /* a directory that cannot be created */
+    char bad[128];
+    snprintf(bad, sizeof bad, "%s/missing/deeper", t->dir);
+    struct store_config cfg = {.dir = bad};
+    struct store *st = NULL;
+    assert_int_not_equal(store_open(&st, &cfg), PSL_OK);
+    assert_null(st);
+    /* a file where the directory should be */
+    char file[128];
+    snprintf(file, sizeof file, "%s/file", t->dir);
+    int fd = open(file, O_CREAT | O_WRONLY, 0600);
+    assert_true(fd >= 0);
+    close(fd);
+    cfg.dir = file;
+    assert_int_not_equal(store_open(&st, &cfg), PSL_OK);
+    assert_null(st);
+    unlink(file);
+    store_close(NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_store_append_and_read, store_setup, store_teardown),
+        cmocka_unit_test_setup_teardown(test_store_group_commit, store_setup, store_teardown),
+        cmocka_unit_test_setup_teardown(test_store_close_commits_queued, store_setup,
+                                        store_teardown),
+        cmocka_unit_test_setup_teardown(test_store_duplicates, store_setup, store_teardown),
+        cmocka_unit_test_setup_teardown(test_store_out_of_order_and_gap, store_setup,
+                                        store_teardown),
+        cmocka_unit_test_setup_teardown(test_store_bad_prev, store_setup, store_teardown),
+        cmocka_unit_test_setup_teardown(test_store_fork, store_setup, store_teardown),
+        cmocka_unit_test_setup_teardown(test_store_concurrent_writers, store_setup, store_teardown),
+        cmocka_unit_test_setup_teardown(test_store_survives_kill9, store_setup, store_teardown),
+        cmocka_unit_test_setup_teardown(test_store_full, store_setup, store_teardown),
+        cmocka_unit_test_setup_teardown(test_store_open_errors, store_setup, store_teardown),
+    };
+    return cmocka_run_group_tests_name("store", tests, NULL, NULL);
+}
