@@ -23,6 +23,7 @@
 #include "capsule/chain.h"
 #include "capsule/export.h"
 #include "capsule/payload.h"
+#include "capsuled/proto.h"
 #include "fuzz_fixture.h"
 
 #define GEN_BUF_SIZE    (256u << 10)
@@ -713,6 +714,78 @@ static void gen_leader_init(struct gen *g)
     g->certs[GEN_LEADER] = c;
 }
 
+/* ---- capsule server requests and replies ---- */
+
+static void gen_protos(struct gen *g)
+{
+    struct proto_req q = {.type = REQ_GET_HASH, .request_id = 7};
+    memset(q.requester, 0x42, HASH_SIZE);
+    memcpy(q.capsule, g->fx.meta.name, HASH_SIZE);
+    memcpy(q.hash, g->recs[0].hash, HASH_SIZE);
+    uint8_t buf[PROTO_REQ_SIZE_MAX];
+    size_t n = proto_req_encode(&q, buf);
+    gen_write(g, "proto_req", "get-hash", buf, n);
+    gen_write_cut(g, "proto_req", "get-hash-truncated", buf, n - 1);
+    gen_write_flip(g, "proto_req", "bad-magic", buf, n, 0, 0x01);
+    q.type = REQ_GET_RANGE;
+    memcpy(q.writer, g->recs[0].data + 4 + 1 + 1 + 2 + 4 + HASH_SIZE, HASH_SIZE);
+    q.from = 1;
+    q.to = PROTO_RANGE_MAX; /* exactly at the limit */
+    n = proto_req_encode(&q, buf);
+    gen_write(g, "proto_req", "get-range-at-limit", buf, n);
+    q.to = PROTO_RANGE_MAX + 1;
+    n = proto_req_encode(&q, buf);
+    gen_write(g, "proto_req", "get-range-over-limit", buf, n);
+    q.type = REQ_GET_HEADS;
+    n = proto_req_encode(&q, buf);
+    gen_write(g, "proto_req", "get-heads", buf, n);
+    q.type = REQ_GET_META;
+    n = proto_req_encode(&q, buf);
+    gen_write(g, "proto_req", "get-meta", buf, n);
+
+    /* Replies, signed by a replica-set server of the fixture. */
+    uint8_t *rep = malloc(PROTO_REPLY_HEADER_SIZE + GEN_BUF_SIZE + SIGN_SIG_SIZE);
+    PSL_ASSERT(rep);
+    struct proto_reply r = {.type = REQ_GET_RANGE, .request_id = 7, .status = REP_OK};
+    memcpy(r.capsule, g->fx.meta.name, HASH_SIZE);
+    uint8_t *body = rep + PROTO_REPLY_HEADER_SIZE;
+    size_t bn = 4, count = 0;
+    for (size_t i = 0; i < g->rec_count && count < 3; i++) {
+        if (bn + 4 + g->recs[i].size > GEN_BUF_SIZE)
+            break;
+        put_le32(body + bn, (uint32_t)g->recs[i].size);
+        memcpy(body + bn + 4, g->recs[i].data, g->recs[i].size);
+        bn += 4 + g->recs[i].size;
+        count++;
+    }
+    put_le32(body, (uint32_t)count);
+    n = proto_reply_seal(&r, &g->fx.servers[0], rep, bn);
+    struct proto_reply check;
+    gen_ok(proto_reply_open(&check, rep, n), "range reply");
+    gen_write(g, "proto_reply", "range", rep, n);
+    gen_write_flip(g, "proto_reply", "range-bad-signature", rep, n, n - 1, 0x01);
+    gen_write_cut(g, "proto_reply", "range-truncated", rep, n - 10);
+
+    r.type = REQ_GET_HEADS;
+    struct proto_head h = {.contiguous = 3, .max_seq = 5};
+    memcpy(h.writer, g->recs[0].data + 44, HASH_SIZE);
+    memcpy(h.hash, g->recs[0].hash, HASH_SIZE);
+    put_le32(body, 2);
+    proto_head_put(body + 4, &h);
+    h.forked = true;
+    proto_head_put(body + 4 + PROTO_HEAD_ENTRY_SIZE, &h);
+    n = proto_reply_seal(&r, &g->fx.servers[1], rep, 4 + 2 * PROTO_HEAD_ENTRY_SIZE);
+    gen_ok(proto_reply_open(&check, rep, n), "heads reply");
+    gen_write(g, "proto_reply", "heads", rep, n);
+    gen_write_flip(g, "proto_reply", "heads-bad-count", rep, n, PROTO_REPLY_HEADER_SIZE, 0x04);
+
+    r.type = REQ_GET_META;
+    r.status = REP_NOT_FOUND;
+    n = proto_reply_seal(&r, &g->fx.servers[2], rep, 0);
+    gen_write(g, "proto_reply", "not-found", rep, n);
+    free(rep);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -740,6 +813,7 @@ int main(int argc, char **argv)
     gen_acks(&g);
     gen_evidence(&g);
     gen_exports(&g);
+    gen_protos(&g);
 
     printf("make_corpus: wrote %zu seeds (%zu bytes) under %s\n", g.files, g.bytes, g.out_dir);
     for (size_t i = 0; i < g.rec_count; i++)
