@@ -19,6 +19,7 @@
 #include "capsule/record.h"
 
 #define CLIENT_WRITERS_MAX 1024u
+#define RESEND_BACKOFF_MAX 32u
 
 struct rec_copy {
     uint64_t seq;
@@ -35,7 +36,8 @@ struct cwriter {
     size_t count, cap;
     uint64_t max_seq;
     uint64_t durable;
-    uint64_t progress_ns; /* when durable last advanced, or the first record went out */
+    uint64_t resend_at_ns; /* no re-send before this: resend_ms after the last progress */
+    unsigned backoff;      /* resend_ms multiplier while stalled (to RESEND_BACKOFF_MAX) */
     uint64_t acked[PSL_REPLICAS_MAX];
 };
 
@@ -114,7 +116,8 @@ static void release_durable(struct capsule_client *c, struct cwriter *w)
     if (d <= w->durable)
         return;
     w->durable = d;
-    w->progress_ns = clock_mono_ns();
+    w->resend_at_ns = clock_mono_ns() + (uint64_t)c->cfg.resend_ms * 1000000u;
+    w->backoff = 1;
     size_t drop = 0;
     while (drop < w->count && w->recs[drop].seq <= d) {
         c->unacked_bytes -= w->recs[drop].size;
@@ -131,10 +134,12 @@ static void on_ack(void *ctx, const char *topic, const uint8_t *data, size_t siz
     (void)topic;
     struct capsule_client *c = ctx;
     struct ack a;
-    int idx;
+    int idx = -1;
+    /* The metadata never changes after open: verify without holding the lock. */
+    bool valid = ack_decode(&a, data, size) == PSL_OK && ack_verify(&a, &c->meta) == PSL_OK &&
+                 (idx = meta_replica_index(&c->meta, a.server_pk)) >= 0;
     pthread_mutex_lock(&c->mu);
-    if (ack_decode(&a, data, size) || ack_verify(&a, &c->meta) ||
-        (idx = meta_replica_index(&c->meta, a.server_pk)) < 0) {
+    if (!valid) {
         c->st.acks_rejected++;
         pthread_mutex_unlock(&c->mu);
         return;
@@ -144,18 +149,23 @@ static void on_ack(void *ctx, const char *topic, const uint8_t *data, size_t siz
         pthread_mutex_unlock(&c->mu);
         return; /* not ours, from the future, or old news */
     }
-    /* The ACK must name our own record at that seq (when we still hold it). */
-    for (size_t i = 0; i < w->count; i++) {
-        if (w->recs[i].seq == a.seq) {
-            if (memcmp(w->recs[i].hash, a.record_hash, HASH_SIZE) != 0) {
-                c->st.acks_conflicting++;
-                pthread_mutex_unlock(&c->mu);
-                LOG_WARN("client", "msg=\"server acknowledged a different record: fork evidence\" seq=%llu",
-                         (unsigned long long)a.seq);
-                return;
-            }
-            break;
-        }
+    /* The ACK must name our own record at that seq (when we still hold it). Held records are
+     * in ascending seq order: binary search. */
+    size_t lo = 0, hi = w->count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (w->recs[mid].seq < a.seq)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo < w->count && w->recs[lo].seq == a.seq &&
+        memcmp(w->recs[lo].hash, a.record_hash, HASH_SIZE) != 0) {
+        c->st.acks_conflicting++;
+        pthread_mutex_unlock(&c->mu);
+        LOG_WARN("client", "msg=\"server acknowledged a different record: fork evidence\" seq=%llu",
+                 (unsigned long long)a.seq);
+        return;
     }
     c->st.acks_valid++;
     w->acked[idx] = a.seq;
@@ -210,10 +220,14 @@ static void *resender_main(void *arg)
             struct cwriter *w = c->writers[i];
             /* Servers that are still acknowledging are working through a backlog, not losing
              * records: re-sending then only doubles their work (each copy is verified again)
-             * and can collapse throughput. Re-send once the writer's durable seq has not moved
-             * for resend_ms. */
-            if (now - w->progress_ns < resend_ns)
+             * and can collapse throughput. So re-send only once the writer's durable seq has
+             * not moved for resend_ms, and while it still does not move, back off
+             * exponentially so that unreachable servers do not turn every pending record into
+             * a message per resend_ms on the fabric. */
+            if (!w->count || now < w->resend_at_ns)
                 continue;
+            w->backoff = w->backoff < RESEND_BACKOFF_MAX ? w->backoff * 2 : RESEND_BACKOFF_MAX;
+            w->resend_at_ns = now + resend_ns * w->backoff;
             for (size_t j = 0; j < w->count; j++) {
                 struct rec_copy *r = &w->recs[j];
                 if (now - r->sent_ns < resend_ns)
@@ -367,8 +381,10 @@ psl_err capsule_client_publish(struct capsule_client *c, const uint8_t *rec, siz
     r->seq = v.h.seq;
     memcpy(r->hash, v.hash, HASH_SIZE);
     r->sent_ns = clock_mono_ns();
-    if (w->count == 1)
-        w->progress_ns = r->sent_ns; /* nothing was pending: the progress clock starts now */
+    if (w->count == 1) { /* nothing was pending: the progress clock starts now */
+        w->resend_at_ns = r->sent_ns + (uint64_t)c->cfg.resend_ms * 1000000u;
+        w->backoff = 1;
+    }
     r->size = size;
     r->data = copy;
     w->max_seq = v.h.seq;

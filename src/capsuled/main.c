@@ -47,7 +47,8 @@ static const char usage[] =
     "  --fabric URL           nats://HOST:PORT (default nats://127.0.0.1:4222)\n"
     "  --capsule FILE         serve the capsule of this export/metadata file (psl capsule\n"
     "                         create writes one); repeatable, or `capsule = FILE` lines\n"
-    "  --commit-window-us N   group commit window in microseconds (default 1000)\n"
+    "  --commit-window-us N   extra group commit wait in microseconds (default 0: records\n"
+    "                         arriving during a commit form the next batch anyway)\n"
     "  --map-size-mb N        most the database may hold, in MiB (default 1024)\n"
     "  --anti-entropy-ms N    heads gossip interval (default 500; 0 disables)\n"
     "  --metrics-port N       serve Prometheus text on 127.0.0.1:N/metrics (default 0: off)\n"
@@ -265,7 +266,7 @@ int main(int argc, char **argv)
     copy_str(c->data_dir, sizeof c->data_dir, "capsuled-data");
     copy_str(c->fabric, sizeof c->fabric, "nats://127.0.0.1:4222");
     copy_str(c->log_level, sizeof c->log_level, "info");
-    c->commit_window_us = 1000;
+    c->commit_window_us = 0;
     c->map_size_mb = 1024;
     c->anti_entropy_ms = 500;
     /* The config file first, so that flags override it. */

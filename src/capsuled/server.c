@@ -23,6 +23,8 @@
 #define FETCH_RETRY_NS 1000000000ull
 #define AE_FETCH_BATCH 512u
 #define PENDING_BYTES_MAX (64u << 20)
+#define PENDING_TTL_NS (30ull * 1000000000u) /* a CERT that has not come by then is not coming */
+#define REJECT_LOG_NS 1000000000ull
 
 struct writer_entry {
     uint8_t id[HASH_SIZE];
@@ -31,10 +33,14 @@ struct writer_entry {
     bool dirty;           /* an ACK of its head is due after the current batch */
     struct writer_cert cert;
     uint64_t fetch_ns;    /* when we last asked peers for its records or its CERT */
+    uint64_t ae_contig;   /* our contiguous head at the last gossip round: still moving means
+                           * live records are flowing, so anti-entropy waits */
+    uint64_t acked_seq;   /* highest seq acknowledged (guarded by ack_mu) */
 };
 
 struct pending_rec {
     struct pending_rec *next;
+    uint64_t added_ns;
     uint8_t writer[HASH_SIZE];
     size_t size;
     uint8_t data[];
@@ -52,6 +58,7 @@ struct served {
     uint64_t subs[5];
     size_t sub_count;
     pthread_mutex_t mu; /* guards the writer table, the dirty list and the pending list */
+    pthread_mutex_t ack_mu; /* serialises ACKs so that each writer's ACKs never go backwards */
     struct writer_entry *w;
     size_t w_cap, w_count;
     size_t *dirty;       /* indices into w of writers due an ACK */
@@ -66,6 +73,7 @@ struct capsuled {
     pthread_mutex_t mu; /* guards caps list and counters */
     struct served *caps;
     struct capsuled_stats st;
+    uint64_t reject_logged_ns[PSL_ERR__COUNT];
     uint8_t requester[HASH_SIZE];
     char server_hex[2 * SIGN_PK_SIZE + 1];
     char requester_hex[2 * HASH_SIZE + 1];
@@ -80,11 +88,21 @@ struct append_ctx {
     uint8_t writer[HASH_SIZE];
 };
 
+/* Counts a refused record by reason and logs it, at most once a second per reason (a peer
+ * sending garbage must not flood the log). */
 static void count_reject(struct capsuled *s, psl_err err)
 {
+    unsigned r = (unsigned)err < PSL_ERR__COUNT ? (unsigned)err : PSL_ERR_MALFORMED;
+    uint64_t now = clock_mono_ns();
     pthread_mutex_lock(&s->mu);
-    s->st.rejected[(unsigned)err < PSL_ERR__COUNT ? err : PSL_ERR_MALFORMED]++;
+    uint64_t n = ++s->st.rejected[r];
+    bool log = now - s->reject_logged_ns[r] >= REJECT_LOG_NS;
+    if (log)
+        s->reject_logged_ns[r] = now;
     pthread_mutex_unlock(&s->mu);
+    if (log)
+        LOG_WARN("capsuled", "msg=\"record refused\" reason=%s total=%llu", psl_err_name((psl_err)r),
+                 (unsigned long long)n);
 }
 
 static void count_add(struct capsuled *s, uint64_t *field, uint64_t n)
@@ -170,13 +188,24 @@ static void publish_request(struct served *sc, const char *topic, uint8_t type,
     (void)fabric_publish(sc->srv->cfg.fabric, topic, buf, n);
 }
 
-/* Publishes the ACK of a writer's contiguous head (committer thread, after a batch). */
+/* Publishes the ACK of a writer's contiguous head: from the committer thread after a batch, or
+ * from a handler when a re-sent record shows that an earlier ACK was lost. Under ack_mu, the
+ * head read and the publish are one step, so a writer's ACKs never go backwards. */
 static void publish_ack(struct served *sc, const uint8_t writer[HASH_SIZE])
 {
     struct capsuled *s = sc->srv;
+    pthread_mutex_lock(&sc->ack_mu);
     struct store_head h;
     if (store_head_get(s->store, sc->meta.name, writer, &h) != PSL_OK || h.contiguous == 0)
-        return;
+        goto out;
+    pthread_mutex_lock(&sc->mu);
+    struct writer_entry *e = writer_slot(sc, writer, false);
+    bool backwards = e && h.contiguous < e->acked_seq;
+    if (e && !backwards)
+        e->acked_seq = h.contiguous;
+    pthread_mutex_unlock(&sc->mu);
+    if (backwards)
+        goto out;
     struct ack a = {.seq = h.contiguous};
     memcpy(a.capsule, sc->meta.name, HASH_SIZE);
     memcpy(a.writer, writer, HASH_SIZE);
@@ -189,6 +218,8 @@ static void publish_ack(struct served *sc, const uint8_t writer[HASH_SIZE])
     topic_capsule(topic, sc->meta.name, "ack", whex);
     if (fabric_publish(s->cfg.fabric, topic, wire, sizeof wire) == PSL_OK)
         count_add(s, &s->st.acks_sent, 1);
+out:
+    pthread_mutex_unlock(&sc->ack_mu);
 }
 
 static void on_batch_done(void *ctx)
@@ -270,6 +301,7 @@ static void hold_for_cert(struct served *sc, const struct record_view *v)
     }
     struct pending_rec *p = malloc(sizeof *p + v->raw_size);
     if (p) {
+        p->added_ns = clock_mono_ns();
         memcpy(p->writer, v->h.writer, HASH_SIZE);
         p->size = v->raw_size;
         memcpy(p->data, v->raw, v->raw_size);
@@ -324,6 +356,18 @@ static void handle_record(struct served *sc, const uint8_t *data, size_t size, b
         count_reject(s, err);
         return;
     }
+    if (memcmp(v.h.capsule, sc->meta.name, HASH_SIZE) != 0) {
+        count_reject(s, PSL_ERR_WRONG_CAPSULE);
+        return;
+    }
+    /* Already stored: the bytes hash to a record we verified before, so skip the signature
+     * check. A writer's re-send means our ACK was lost: acknowledge again at once. */
+    if (store_has(s->store, v.hash)) {
+        count_add(s, &s->st.duplicates, 1);
+        if (!from_peer)
+            publish_ack(sc, v.h.writer);
+        return;
+    }
     uint64_t now = clock_wall_ms();
     if (v.h.type == REC_CERT) {
         struct writer_cert c;
@@ -344,10 +388,6 @@ static void handle_record(struct served *sc, const uint8_t *data, size_t size, b
         }
         append_verified(sc, &v);
         release_pending(sc, c.writer_id);
-        return;
-    }
-    if (memcmp(v.h.capsule, sc->meta.name, HASH_SIZE) != 0) {
-        count_reject(s, PSL_ERR_WRONG_CAPSULE);
         return;
     }
     struct writer_cert cert;
@@ -604,7 +644,12 @@ static void on_heads_msg(void *ctx, const char *topic, const uint8_t *data, size
         uint64_t now = clock_mono_ns();
         pthread_mutex_lock(&sc->mu);
         struct writer_entry *e = writer_slot(sc, h.writer, true);
-        bool ask = e && now - e->fetch_ns > FETCH_RETRY_NS / 2;
+        /* Ask only when our head stood still since the last round: while it moves, live records
+         * are arriving and fetching them again would only cost verifications. */
+        bool moving = e && mine.contiguous > e->ae_contig;
+        if (e)
+            e->ae_contig = mine.contiguous;
+        bool ask = e && !moving && now - e->fetch_ns > FETCH_RETRY_NS / 2;
         if (ask)
             e->fetch_ns = now;
         pthread_mutex_unlock(&sc->mu);
@@ -650,6 +695,30 @@ static void on_reply_msg(void *ctx, const char *topic, const uint8_t *data, size
     }
 }
 
+/* Drops held records whose writer's CERT never came (anti-entropy brings them back if it does). */
+static void expire_pending(struct served *sc)
+{
+    uint64_t now = clock_mono_ns();
+    size_t dropped = 0;
+    pthread_mutex_lock(&sc->mu);
+    struct pending_rec **pp = &sc->pending;
+    while (*pp) {
+        struct pending_rec *p = *pp;
+        if (now - p->added_ns > PENDING_TTL_NS) {
+            *pp = p->next;
+            sc->pending_count--;
+            sc->pending_bytes -= p->size;
+            free(p);
+            dropped++;
+        } else {
+            pp = &p->next;
+        }
+    }
+    pthread_mutex_unlock(&sc->mu);
+    for (size_t i = 0; i < dropped; i++)
+        count_reject(sc->srv, PSL_ERR_UNKNOWN_WRITER);
+}
+
 static void *ae_main(void *arg)
 {
     struct capsuled *s = arg;
@@ -665,8 +734,10 @@ static void *ae_main(void *arg)
             break;
         struct served *caps = s->caps;
         pthread_mutex_unlock(&s->mu);
-        for (struct served *sc = caps; sc; sc = sc->next)
+        for (struct served *sc = caps; sc; sc = sc->next) {
             gossip_heads(sc);
+            expire_pending(sc);
+        }
         pthread_mutex_lock(&s->mu);
     }
     pthread_mutex_unlock(&s->mu);
@@ -681,8 +752,6 @@ psl_err capsuled_start(struct capsuled **out, const struct capsuled_config *cfg)
     if (!s)
         return PSL_ERR_NOMEM;
     s->cfg = *cfg;
-    if (!s->cfg.commit_window_us)
-        s->cfg.commit_window_us = 1000;
     if (!s->cfg.pending_records_max)
         s->cfg.pending_records_max = 4096;
     pthread_mutex_init(&s->mu, NULL);
@@ -768,6 +837,7 @@ psl_err capsuled_serve(struct capsuled *s, const uint8_t *meta_raw, size_t meta_
     sc->meta_size = meta_size;
     sc->srv = s;
     pthread_mutex_init(&sc->mu, NULL);
+    pthread_mutex_init(&sc->ack_mu, NULL);
     if ((err = store_meta_put(s->store, sc->meta.name, meta_raw, meta_size)))
         goto out_mutex;
     struct cert_load_ctx lc = {.sc = sc};
@@ -809,6 +879,7 @@ psl_err capsuled_serve(struct capsuled *s, const uint8_t *meta_raw, size_t meta_
     publish_request(sc, sc->t_req, REQ_GET_HEADS, NULL, 0, 0);
     return PSL_OK;
 out_mutex:
+    pthread_mutex_destroy(&sc->ack_mu);
     pthread_mutex_destroy(&sc->mu);
 out_free:
     free(sc);
@@ -839,6 +910,7 @@ void capsuled_stop(struct capsuled *s)
         }
         free(sc->w);
         free(sc->dirty);
+        pthread_mutex_destroy(&sc->ack_mu);
         pthread_mutex_destroy(&sc->mu);
         free(sc);
     }
@@ -879,7 +951,7 @@ size_t capsuled_metrics(struct capsuled *s, char *buf, size_t cap)
     EMIT("# TYPE psl_capsuled_records_stored_total counter\n"
          "psl_capsuled_records_stored_total %" PRIu64 "\n", st.store.appends);
     EMIT("# TYPE psl_capsuled_records_duplicate_total counter\n"
-         "psl_capsuled_records_duplicate_total %" PRIu64 "\n", st.store.duplicates);
+         "psl_capsuled_records_duplicate_total %" PRIu64 "\n", st.store.duplicates + st.duplicates);
     EMIT("# TYPE psl_capsuled_record_bytes_stored_total counter\n"
          "psl_capsuled_record_bytes_stored_total %" PRIu64 "\n", st.store.bytes);
     EMIT("# HELP psl_capsuled_records_rejected_total Records refused, by reason.\n"

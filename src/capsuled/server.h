@@ -18,7 +18,8 @@ struct capsuled_config {
     const char *data_dir;
     const struct signer *key;    /* the server's identity (borrowed for the server's life) */
     struct fabric *fabric;       /* borrowed for the server's life */
-    uint32_t commit_window_us;   /* group commit window (default 1000) */
+    uint32_t commit_window_us;   /* extra group commit wait (0: none; appends arriving during a
+                                  * commit still form the next batch) */
     size_t map_size_bytes;       /* LMDB map size (default 1 GiB) */
     uint32_t anti_entropy_ms;    /* heads gossip interval (default 500; 0 disables) */
     size_t pending_records_max;  /* records waiting for their writer's CERT (default 4096) */
@@ -35,6 +36,7 @@ struct capsuled_stats {
     uint64_t requests;
     uint64_t requests_refused;
     uint64_t ae_fetched;          /* records obtained through anti-entropy */
+    uint64_t duplicates;          /* records already stored when they arrived again */
     uint64_t pending;             /* records waiting for a CERT now */
     uint64_t commit_ns_p50, commit_ns_p99;
 };

@@ -487,6 +487,17 @@ psl_err store_get(struct store *s, const uint8_t hash[HASH_SIZE], store_record_f
     return map_mdb(rc);
 }
 
+bool store_has(struct store *s, const uint8_t hash[HASH_SIZE])
+{
+    MDB_txn *txn;
+    if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn))
+        return false;
+    MDB_val key = {HASH_SIZE, (void *)hash}, val;
+    bool found = mdb_get(txn, s->dbi_rec, &key, &val) == 0;
+    mdb_txn_abort(txn);
+    return found;
+}
+
 psl_err store_range(struct store *s, const uint8_t capsule[HASH_SIZE],
                     const uint8_t writer[HASH_SIZE], uint64_t from, uint64_t to,
                     store_record_fn fn, void *ctx)

@@ -21,7 +21,8 @@
 struct store_config {
     const char *dir;             /* created if missing */
     size_t map_size_bytes;       /* LMDB map size: the most the database may hold */
-    uint32_t commit_window_us;   /* how long the committer gathers appends (0: commit at once) */
+    uint32_t commit_window_us;   /* extra time the committer gathers appends (0: none; what
+                                  * arrives during a commit still forms the next batch) */
     size_t commit_bytes_max;     /* a batch this large commits without waiting out the window */
     /* Optional: called on the committer thread after the callbacks of each batch have run. */
     void (*batch_done)(void *ctx);
@@ -79,6 +80,8 @@ psl_err store_append(struct store *s, const struct record_view *v, store_append_
 typedef bool (*store_record_fn)(void *ctx, const uint8_t *rec, size_t size);
 psl_err store_get(struct store *s, const uint8_t hash[HASH_SIZE], store_record_fn fn,
                   void *ctx) PSL_MUST_USE;
+/* True when a record with this hash is durably stored (a cheap check before verifying again). */
+bool store_has(struct store *s, const uint8_t hash[HASH_SIZE]);
 /* Records of one writer with from <= seq <= to, in seq order (fork evidence included). */
 psl_err store_range(struct store *s, const uint8_t capsule[HASH_SIZE],
                     const uint8_t writer[HASH_SIZE], uint64_t from, uint64_t to,
