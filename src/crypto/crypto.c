@@ -2,6 +2,7 @@
  * libgcrypt is set up once with a secure-memory pool (auto-expanding) so that the AES key
  * schedules it holds live in locked memory that it wipes when a handle is closed. */
 #include "crypto/crypto.h"
+#include "crypto/crypto_int.h"
 
 #include <gcrypt.h>
 #include <pthread.h>
@@ -9,6 +10,7 @@
 #include <string.h>
 
 #include "base/assert.h"
+#include "base/rng.h"
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static psl_err init_result = PSL_ERR_CRYPTO_INIT;
@@ -31,6 +33,34 @@ psl_err psl_crypto_init(void)
 {
     pthread_once(&init_once, crypto_do_init);
     return init_result;
+}
+
+psl_err keypair_from_seed(seed_keypair_fn derive, size_t sk_size, const uint8_t seed[32],
+                          uint8_t *pk_out, size_t pk_size, uint8_t **sk_out)
+{
+    uint8_t *sk = secret_alloc(sk_size);
+    uint8_t *fresh = secret_alloc(32);
+    uint8_t pk[64];
+    psl_err err = PSL_ERR_NOMEM;
+    PSL_ASSERT(pk_size <= sizeof pk);
+    if (!sk || !fresh)
+        goto out_free;
+    if (!seed) {
+        rng_bytes(fresh, 32);
+        seed = fresh;
+    }
+    if (derive(pk, sk, seed) != 0) {
+        err = PSL_ERR_CRYPTO;
+        goto out_free;
+    }
+    memcpy(pk_out, pk, pk_size);
+    *sk_out = sk;
+    sk = NULL;
+    err = PSL_OK;
+out_free:
+    secret_free(fresh);
+    secret_free(sk);
+    return err;
 }
 
 void *secret_alloc(size_t size)

@@ -5,35 +5,15 @@
 #include <sodium.h>
 #include <string.h>
 
-#include "base/rng.h"
+#include "crypto/crypto_int.h"
 
 _Static_assert(SEAL_OVERHEAD == crypto_box_SEALBYTES, "sealed box overhead");
 _Static_assert(KX_PK_SIZE == crypto_box_PUBLICKEYBYTES, "x25519 public key size");
 
 psl_err kx_init(struct kx_keypair *kp, const uint8_t seed[32])
 {
-    uint8_t *sk = secret_alloc(crypto_box_SECRETKEYBYTES);
-    uint8_t *fresh = secret_alloc(crypto_box_SEEDBYTES);
-    psl_err err = PSL_ERR_NOMEM;
-    if (!sk || !fresh)
-        goto out_free;
-    if (!seed) {
-        rng_bytes(fresh, crypto_box_SEEDBYTES);
-        seed = fresh;
-    }
-    uint8_t pk[KX_PK_SIZE];
-    if (crypto_box_seed_keypair(pk, sk, seed) != 0) {
-        err = PSL_ERR_CRYPTO;
-        goto out_free;
-    }
-    memcpy(kp->pk, pk, sizeof pk);
-    kp->sk = sk;
-    sk = NULL;
-    err = PSL_OK;
-out_free:
-    secret_free(fresh);
-    secret_free(sk);
-    return err;
+    return keypair_from_seed(crypto_box_seed_keypair, crypto_box_SECRETKEYBYTES, seed, kp->pk,
+                             KX_PK_SIZE, &kp->sk);
 }
 
 void kx_deinit(struct kx_keypair *kp)

@@ -6,32 +6,12 @@
 #include <string.h>
 
 #include "base/assert.h"
-#include "base/rng.h"
+#include "crypto/crypto_int.h"
 
 psl_err signer_init(struct signer *s, const uint8_t seed[SIGN_SEED_SIZE])
 {
-    uint8_t *sk = secret_alloc(crypto_sign_SECRETKEYBYTES);
-    uint8_t *fresh = secret_alloc(SIGN_SEED_SIZE);
-    psl_err err = PSL_ERR_NOMEM;
-    if (!sk || !fresh)
-        goto out_free;
-    if (!seed) {
-        rng_bytes(fresh, SIGN_SEED_SIZE);
-        seed = fresh;
-    }
-    uint8_t pk[SIGN_PK_SIZE];
-    if (crypto_sign_seed_keypair(pk, sk, seed) != 0) {
-        err = PSL_ERR_CRYPTO;
-        goto out_free;
-    }
-    memcpy(s->pk, pk, sizeof pk);
-    s->sk = sk;
-    sk = NULL;
-    err = PSL_OK;
-out_free:
-    secret_free(fresh);
-    secret_free(sk);
-    return err;
+    return keypair_from_seed(crypto_sign_seed_keypair, crypto_sign_SECRETKEYBYTES, seed, s->pk,
+                             SIGN_PK_SIZE, &s->sk);
 }
 
 void signer_deinit(struct signer *s)
