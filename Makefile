@@ -47,8 +47,9 @@ fuzz: deps
 		grep -E '^(#[0-9]+ +DONE|stat::average_exec_per_sec|stat::number_of_executed_units)' build-fuzz/$$n.log; \
 	done
 
-bench: build
+bench: deps build
 	$(BUILD)/bench/record_bench
+	$(BUILD)/bench/capsuled_bench
 
 clean:
 	rm -rf $(BUILD) build-asan build-fuzz
