@@ -15,6 +15,9 @@
 #define PSL_RECORD_PAYLOAD_SIZE_MAX (4u << 20)
 #define PSL_RECORD_SIZE_MAX (PSL_RECORD_HEADER_SIZE + PSL_RECORD_PAYLOAD_SIZE_MAX + PSL_RECORD_SIG_SIZE)
 
+/* Largest message on the fabric: a maximal record plus a request/reply envelope. */
+#define PSL_MSG_SIZE_MAX (PSL_RECORD_PAYLOAD_SIZE_MAX + 4096u)
+
 /* DATA payload operations. */
 #define PSL_KEY_SIZE_MAX 1024u
 #define PSL_VALUE_SIZE_MAX (1u << 20)

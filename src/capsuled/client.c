@@ -16,6 +16,7 @@
 #include "base/log.h"
 #include "base/rng.h"
 #include "capsule/ack.h"
+#include "capsule/durability.h"
 #include "capsule/record.h"
 
 #define CLIENT_WRITERS_MAX 1024u
@@ -35,10 +36,10 @@ struct cwriter {
     struct rec_copy *recs; /* not yet durable, ascending seq */
     size_t count, cap;
     uint64_t max_seq;
-    uint64_t durable;
+    uint64_t durable;      /* records up to here were released */
     uint64_t resend_at_ns; /* no re-send before this: resend_ms after the last progress */
     unsigned backoff;      /* resend_ms multiplier while stalled (to RESEND_BACKOFF_MAX) */
-    uint64_t acked[PSL_REPLICAS_MAX];
+    struct durability dur;
 };
 
 struct creply {
@@ -94,25 +95,9 @@ static struct cwriter *find_writer(struct capsule_client *c, const uint8_t id[HA
     return NULL;
 }
 
-/* k-th largest acknowledged seq: the highest seq that k servers cover. */
-static uint64_t durable_of(const struct capsule_client *c, const struct cwriter *w)
-{
-    uint64_t v[PSL_REPLICAS_MAX];
-    unsigned n = c->meta.replica_count;
-    memcpy(v, w->acked, n * sizeof v[0]);
-    for (unsigned i = 0; i < n; i++) /* tiny n: selection sort, descending */
-        for (unsigned j = i + 1; j < n; j++)
-            if (v[j] > v[i]) {
-                uint64_t t = v[i];
-                v[i] = v[j];
-                v[j] = t;
-            }
-    return v[c->meta.quorum_k - 1];
-}
-
 static void release_durable(struct capsule_client *c, struct cwriter *w)
 {
-    uint64_t d = durable_of(c, w);
+    uint64_t d = w->dur.durable;
     if (d <= w->durable)
         return;
     w->durable = d;
@@ -145,7 +130,7 @@ static void on_ack(void *ctx, const char *topic, const uint8_t *data, size_t siz
         return;
     }
     struct cwriter *w = find_writer(c, a.writer);
-    if (!w || a.seq > w->max_seq || a.seq <= w->acked[idx]) {
+    if (!w || a.seq > w->max_seq || a.seq <= w->dur.acked[idx]) {
         pthread_mutex_unlock(&c->mu);
         return; /* not ours, from the future, or old news */
     }
@@ -168,8 +153,8 @@ static void on_ack(void *ctx, const char *topic, const uint8_t *data, size_t siz
         return;
     }
     c->st.acks_valid++;
-    w->acked[idx] = a.seq;
-    release_durable(c, w);
+    if (durability_ack(&w->dur, (unsigned)idx, a.seq))
+        release_durable(c, w);
     pthread_mutex_unlock(&c->mu);
 }
 
@@ -310,6 +295,7 @@ static psl_err writer_add(struct capsule_client *c, const uint8_t id[HASH_SIZE])
     if (!w)
         return PSL_ERR_NOMEM;
     memcpy(w->id, id, HASH_SIZE);
+    durability_init(&w->dur, c->meta.replica_count, c->meta.quorum_k);
     char whex[2 * HASH_SIZE + 1], topic[FABRIC_TOPIC_SIZE_MAX];
     hex_encode(whex, id, HASH_SIZE);
     topic_capsule(topic, c->meta.name, "ack", whex);
@@ -406,11 +392,9 @@ uint64_t capsule_client_durable_seq(struct capsule_client *c, const uint8_t writ
 unsigned capsule_client_ack_count(struct capsule_client *c, const uint8_t writer[HASH_SIZE],
                                   uint64_t seq)
 {
-    unsigned n = 0;
     pthread_mutex_lock(&c->mu);
     struct cwriter *w = find_writer(c, writer);
-    for (unsigned i = 0; w && i < c->meta.replica_count; i++)
-        n += w->acked[i] >= seq;
+    unsigned n = w ? durability_count(&w->dur, seq) : 0;
     pthread_mutex_unlock(&c->mu);
     return n;
 }

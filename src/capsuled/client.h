@@ -8,7 +8,7 @@
 
 #include <stdint.h>
 
-#include "capsuled/proto.h"
+#include "capsule/proto.h"
 #include "fabric/fabric.h"
 
 struct capsule_client_config {

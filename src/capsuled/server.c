@@ -18,7 +18,7 @@
 #include "base/log.h"
 #include "base/rng.h"
 #include "capsule/ack.h"
-#include "capsuled/proto.h"
+#include "capsule/proto.h"
 
 #define FETCH_RETRY_NS 1000000000ull
 #define AE_FETCH_BATCH 512u

@@ -13,10 +13,11 @@
 #include <stdint.h>
 
 #include "base/err.h"
+#include "base/limits.h"
 #include "crypto/crypto.h"
 
 /* Largest message the fabric carries: a maximal record plus a request envelope. */
-#define FABRIC_MSG_SIZE_MAX ((4u << 20) + 4096u)
+#define FABRIC_MSG_SIZE_MAX PSL_MSG_SIZE_MAX
 #define FABRIC_TOPIC_SIZE_MAX 192u
 
 typedef void (*fabric_handler)(void *ctx, const char *topic, const uint8_t *data, size_t size);

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "base/assert.h"
-#include "capsuled/proto.h"
+#include "capsule/proto.h"
 #include "fuzz_fixture.h"
 
 static void walk_body(const uint8_t *body, size_t size)

@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "base/assert.h"
-#include "capsuled/proto.h"
+#include "capsule/proto.h"
 #include "fuzz_fixture.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -23,7 +23,7 @@
 #include "capsule/chain.h"
 #include "capsule/export.h"
 #include "capsule/payload.h"
-#include "capsuled/proto.h"
+#include "capsule/proto.h"
 #include "fuzz_fixture.h"
 
 #define GEN_BUF_SIZE    (256u << 10)

@@ -26,7 +26,7 @@
 #include "capsule/payload.h"
 #include "capsule/record.h"
 #include "capsuled/client.h"
-#include "capsuled/proto.h"
+#include "capsule/proto.h"
 #include "fabric/fabric.h"
 
 #define TOOL_WRITERS_MAX 64u

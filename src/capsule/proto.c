@@ -1,12 +1,12 @@
 /* proto.c: encoding and decoding of capsule server requests and replies (format in proto.h).
+ * Pure format code: servers, clients and enclaves share it; it does no I/O.
  * Decoders are the only code that touches reply and request bytes from the fabric; every
  * length is checked against the bytes present and its limit before use. */
-#include "capsuled/proto.h"
+#include "capsule/proto.h"
 
 #include <string.h>
 
 #include "base/assert.h"
-#include "fabric/fabric.h"
 
 static const uint8_t req_magic[4] = {'P', 'S', 'L', 'Q'};
 static const uint8_t rep_magic[4] = {'P', 'S', 'L', 'P'};
@@ -81,7 +81,7 @@ psl_err proto_req_decode(struct proto_req *out, const uint8_t *buf, size_t size)
 size_t proto_reply_seal(const struct proto_reply *r, const struct signer *server, uint8_t *buf,
                         size_t body_size)
 {
-    PSL_ASSERT(body_size <= FABRIC_MSG_SIZE_MAX - PROTO_REPLY_HEADER_SIZE - SIGN_SIG_SIZE);
+    PSL_ASSERT(body_size <= PSL_MSG_SIZE_MAX - PROTO_REPLY_HEADER_SIZE - SIGN_SIG_SIZE);
     struct wr w;
     wr_init(&w, buf, PROTO_REPLY_HEADER_SIZE);
     wr_bytes(&w, rep_magic, 4);
@@ -103,7 +103,7 @@ size_t proto_reply_seal(const struct proto_reply *r, const struct signer *server
 
 psl_err proto_reply_open(struct proto_reply *out, const uint8_t *buf, size_t size)
 {
-    if (size > FABRIC_MSG_SIZE_MAX)
+    if (size > PSL_MSG_SIZE_MAX)
         return PSL_ERR_TOO_LARGE;
     if (size < PROTO_REPLY_HEADER_SIZE + SIGN_SIG_SIZE)
         return PSL_ERR_TRUNCATED;
