@@ -1237,6 +1237,11 @@ const uint8_t *scl_writer_id(const struct scl_engine *e)
     return e->keys.writer_id;
 }
 
+const uint8_t *scl_capsule_name(const struct scl_engine *e)
+{
+    return e->meta.name;
+}
+
 const uint8_t *scl_requester_id(const struct scl_engine *e)
 {
     return e->requester;

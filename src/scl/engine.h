@@ -120,6 +120,7 @@ void scl_get_stats(struct scl_engine *e, struct scl_stats *out);
 /* State digest of the memtable (convergence checks). */
 psl_err scl_digest(struct scl_engine *e, uint8_t out[HASH_SIZE]) PSL_MUST_USE;
 const uint8_t *scl_writer_id(const struct scl_engine *e);
+const uint8_t *scl_capsule_name(const struct scl_engine *e);
 /* The requester id this engine puts in its server requests (replies come to rep.<id>). */
 const uint8_t *scl_requester_id(const struct scl_engine *e);
 /* Highest contiguous verified seq of another writer (0 when unknown). */
