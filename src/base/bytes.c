@@ -30,6 +30,6 @@ psl_err hex_decode(uint8_t *out, size_t n, const char *in)
         if (hex_val(in[i]) < 0)
             return PSL_ERR_MALFORMED;
     for (size_t i = 0; i < n; i++)
-        out[i] = (uint8_t)(hex_val(in[2 * i]) << 4 | hex_val(in[2 * i + 1]));
+        out[i] = (uint8_t)((unsigned)hex_val(in[2 * i]) << 4 | (unsigned)hex_val(in[2 * i + 1]));
     return PSL_OK;
 }

@@ -716,7 +716,8 @@ psl_err capsule_client_fresh_heads(struct capsule_client *c, unsigned answers_mi
         free(claims);
         return err;
     }
-    qsort(claims, claim_count, sizeof *claims, claim_cmp);
+    if (claim_count)
+        qsort(claims, claim_count, sizeof *claims, claim_cmp);
     out->heads = calloc(claim_count ? claim_count : 1, sizeof *out->heads);
     if (!out->heads) {
         free(claims);

@@ -168,7 +168,7 @@ static int run(const struct config *c)
         rc = 2;
         goto out;
     }
-    if ((err = fabric_nats_connect(c->fabric, "psl-capsuled", &fabric))) {
+    if (fabric_nats_connect(c->fabric, "psl-capsuled", &fabric) != PSL_OK) {
         fprintf(stderr, "psl-capsuled: error: cannot connect to the fabric at %s; is nats-server running?\n",
                 c->fabric);
         goto out;

@@ -267,7 +267,7 @@ static int demo_write_files(const struct demo *d, const char *dir, char *export_
     }
     uint8_t meta[META_SIZE_MAX];
     size_t meta_size;
-    if ((err = meta_encode(&d->meta, meta, sizeof meta, &meta_size))) {
+    if (meta_encode(&d->meta, meta, sizeof meta, &meta_size) != PSL_OK) {
         fclose(f);
         return EXIT_RUNTIME;
     }
