@@ -5,12 +5,13 @@
 #   make asan     the whole suite under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make fuzz     each libFuzzer target for FUZZ_SECONDS (default 60) under ASan+UBSan
 #   make bench    build and run the benchmarks in bench/
+#   make lint     clang-tidy (.clang-tidy) and cppcheck over src/
 BUILD ?= build
 JOBS ?= $(shell nproc)
 FUZZ_SECONDS ?= 60
 CMAKE_FLAGS ?=
 
-.PHONY: all deps configure build run test asan fuzz bench clean
+.PHONY: all deps configure build run test asan fuzz bench lint clean
 
 all: build
 
@@ -51,5 +52,10 @@ bench: deps build
 	$(BUILD)/bench/record_bench
 	$(BUILD)/bench/capsuled_bench
 
+lint: deps
+	cmake -S . -B build-lint -G Ninja -DCMAKE_C_COMPILER=clang -DCMAKE_EXPORT_COMPILE_COMMANDS=ON >/dev/null
+	clang-tidy --quiet -p build-lint src/*/*.c
+	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability --std=c11 -I src src
+
 clean:
-	rm -rf $(BUILD) build-asan build-fuzz
+	rm -rf build-lint $(BUILD) build-asan build-fuzz
