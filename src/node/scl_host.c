@@ -103,7 +103,8 @@ static void on_record(void *ctx, const char *topic, const uint8_t *data, size_t 
     (void)topic;
     struct scl_host *h = ctx;
     (void)scl_on_record(h->e, data, size);
-    drain(h);
+    /* No drain here: this runs on the fabric's delivery thread, and a publish from it can wait
+     * for a full bus that only this thread empties (in-process bus: deadlock). The actor drains. */
     scl_host_kick(h); /* an EOE request or a SYNC may have queued work */
 }
 
@@ -120,8 +121,7 @@ static void on_reply(void *ctx, const char *topic, const uint8_t *data, size_t s
     (void)topic;
     struct scl_host *h = ctx;
     (void)scl_on_reply(h->e, data, size);
-    drain(h);
-    scl_host_kick(h);
+    scl_host_kick(h); /* the actor drains (see on_record) */
 }
 
 psl_err scl_host_start(struct scl_host **out, struct scl_engine *e,

@@ -572,6 +572,17 @@ psl_err scl_actor_step(struct scl_engine *e)
             e->q_tail = NULL;
         e->q_ops -= batch_ops;
         e->q_bytes -= bytes - 4;
+    } else {
+        pthread_mutex_unlock(&e->mu);
+        pthread_mutex_unlock(&e->seal_mu);
+        return PSL_ERR_NOT_FOUND;
+    }
+    memcpy(e->chain.sync, e->sync_next, HASH_SIZE);
+    uint64_t lamport = ++e->clock;
+    pthread_mutex_unlock(&e->mu);
+    /* The detached batch and the buffer belong to this actor (seal_mu): encode without mu, so
+     * puts are not held up, then wipe and free the queue nodes. */
+    if (batch) {
         wr_u32(&w, (uint32_t)batch_ops);
         for (struct qop *q = batch; q; q = q->next) {
             uint8_t *p = wr_reserve(&w, DATA_OP_OVERHEAD + q->key_size + q->value_size);
@@ -583,15 +594,7 @@ psl_err scl_actor_step(struct scl_engine *e)
             put_le32(p + 11, q->value_size);
             memcpy(p + DATA_OP_OVERHEAD, q->data, (size_t)q->key_size + q->value_size);
         }
-    } else {
-        pthread_mutex_unlock(&e->mu);
-        pthread_mutex_unlock(&e->seal_mu);
-        return PSL_ERR_NOT_FOUND;
     }
-    memcpy(e->chain.sync, e->sync_next, HASH_SIZE);
-    uint64_t lamport = ++e->clock;
-    pthread_mutex_unlock(&e->mu);
-    /* Operations were copied into the buffer: wipe and free the queue nodes. */
     while (batch) {
         struct qop *q = batch;
         batch = q->next;
@@ -615,6 +618,7 @@ psl_err scl_actor_step(struct scl_engine *e)
         }
     }
     e->ops_sealed += batch_ops;
+    e->st.ops_sealed = e->ops_sealed;
     if (copy && e->unacked_count < e->unacked_cap) {
         memcpy(copy, e->buf, size);
         struct sealed *s = &e->unacked[e->unacked_count++];
@@ -888,6 +892,13 @@ static struct pending *take_pending(struct scl_engine *e, const uint8_t writer[H
 
 static psl_err process_record(struct scl_engine *e, const uint8_t *data, size_t size)
 {
+    /* Our own records come back over the fabric: recognise them from the header alone, before
+     * hashing the whole record. */
+    struct record_header own;
+    if (record_header_decode(&own, data, size) == PSL_OK &&
+        memcmp(own.writer, e->keys.writer_id, HASH_SIZE) == 0 &&
+        memcmp(own.capsule, e->meta.name, HASH_SIZE) == 0)
+        return PSL_OK;
     struct record_view v;
     psl_err err = record_parse(&v, data, size);
     pthread_mutex_lock(&e->mu);

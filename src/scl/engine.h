@@ -66,6 +66,7 @@ struct scl_action {
 struct scl_stats {
     uint64_t ops_local;        /* put/del by this engine */
     uint64_t records_sealed;
+    uint64_t ops_sealed;       /* local operations sealed into records */
     uint64_t records_applied;  /* other writers' records verified and applied */
     uint64_t ops_applied;      /* their operations */
     uint64_t duplicates;
