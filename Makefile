@@ -57,5 +57,12 @@ lint: deps
 	clang-tidy --quiet -p build-lint src/*/*.c
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability --std=c11 -I src src
 
+.PHONY: sim-long
+# sim-long: the deterministic simulator over 10,000 seeds (SIM_FIRST.. ); prints every failing
+# seed with its replay command and fails if any did.
+SIM_FIRST ?= 1
+sim-long: build
+	$(BUILD)/tests/psl-sim --count 10000 --first $(SIM_FIRST) --quiet
+
 clean:
 	rm -rf build-lint $(BUILD) build-asan build-fuzz
