@@ -4,6 +4,7 @@
 #include "node/scl_host.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -26,7 +27,12 @@ struct scl_host {
     bool ticker_running;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    uint64_t kicks;
+    /* Kicks are counted without the mutex; a kicker takes the mutex to broadcast only when an
+     * actor sleeps. The seq_cst increment of kicks pairs with the seq_cst increment of sleepers
+     * in actor_main (each side stores, then loads the other's counter), so a kick is never lost
+     * between an actor's check and its wait. */
+    _Atomic uint64_t kicks;
+    _Atomic unsigned sleepers;
     pthread_mutex_t out_mu; /* one drainer at a time keeps the engine's output order */
     bool stopping;
 };
@@ -50,8 +56,10 @@ static void drain(struct scl_host *h)
 
 void scl_host_kick(struct scl_host *h)
 {
+    atomic_fetch_add(&h->kicks, 1);
+    if (atomic_load(&h->sleepers) == 0)
+        return; /* every actor is awake and will look at the engine again */
     pthread_mutex_lock(&h->mu);
-    h->kicks++;
     pthread_cond_broadcast(&h->cv);
     pthread_mutex_unlock(&h->mu);
 }
@@ -62,10 +70,12 @@ static void *actor_main(void *arg)
     uint64_t seen = 0;
     for (;;) {
         pthread_mutex_lock(&h->mu);
-        while (!h->stopping && h->kicks == seen)
+        atomic_fetch_add(&h->sleepers, 1);
+        while (!h->stopping && atomic_load(&h->kicks) == seen)
             pthread_cond_wait(&h->cv, &h->mu);
+        atomic_fetch_sub(&h->sleepers, 1);
         bool stop = h->stopping;
-        seen = h->kicks;
+        seen = atomic_load(&h->kicks);
         pthread_mutex_unlock(&h->mu);
         if (stop)
             return NULL;
