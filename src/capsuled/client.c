@@ -273,10 +273,13 @@ void capsule_client_close(struct capsule_client *c)
     pthread_cond_broadcast(&c->cv);
     pthread_mutex_unlock(&c->mu);
     pthread_join(c->resender, NULL);
+    /* Stop every handler first (each unsubscribe waits for a running one), then free: an ACK
+     * handler of one writer walks the whole writer table. */
     fabric_unsubscribe(c->cfg.fabric, c->rep_sub);
+    for (size_t i = 0; i < c->writer_count; i++)
+        fabric_unsubscribe(c->cfg.fabric, c->writers[i]->sub_id);
     for (size_t i = 0; i < c->writer_count; i++) {
         struct cwriter *w = c->writers[i];
-        fabric_unsubscribe(c->cfg.fabric, w->sub_id);
         for (size_t j = 0; j < w->count; j++)
             free(w->recs[j].data);
         free(w->recs);
