@@ -20,6 +20,14 @@ uint64_t clock_mono_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+void clock_deadline(struct timespec *ts, uint64_t delay_ns)
+{
+    clock_gettime(CLOCK_REALTIME, ts);
+    uint64_t ns = (uint64_t)ts->tv_nsec + delay_ns % 1000000000u;
+    ts->tv_sec += (time_t)(delay_ns / 1000000000u + ns / 1000000000u);
+    ts->tv_nsec = (long)(ns % 1000000000u);
+}
+
 uint64_t clock_wall_ms(void)
 {
     if (clock_src)

@@ -16,4 +16,9 @@ void clock_set_source(const struct clock_source *src);
 uint64_t clock_mono_ns(void);
 uint64_t clock_wall_ms(void);
 
+struct timespec;
+/* Fills ts with the absolute CLOCK_REALTIME time delay_ns from now: the deadline form that
+ * pthread_cond_timedwait takes. Real time, not the seam: it bounds a real thread's sleep. */
+void clock_deadline(struct timespec *ts, uint64_t delay_ns);
+
 #endif

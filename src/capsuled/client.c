@@ -78,14 +78,6 @@ struct capsule_client {
     bool stopping;
 };
 
-static void deadline_ts(struct timespec *ts, uint32_t ms)
-{
-    clock_gettime(CLOCK_REALTIME, ts);
-    uint64_t ns = (uint64_t)ts->tv_nsec + (uint64_t)ms * 1000000u;
-    ts->tv_sec += (time_t)(ns / 1000000000u);
-    ts->tv_nsec = (long)(ns % 1000000000u);
-}
-
 /* Caller holds mu. */
 static struct cwriter *find_writer(struct capsule_client *c, const uint8_t id[HASH_SIZE])
 {
@@ -198,7 +190,7 @@ static void *resender_main(void *arg)
     pthread_mutex_lock(&c->mu);
     while (!c->stopping) {
         struct timespec ts;
-        deadline_ts(&ts, c->cfg.resend_ms / 2 + 1);
+        clock_deadline(&ts, (uint64_t)(c->cfg.resend_ms / 2 + 1) * 1000000u);
         pthread_cond_timedwait(&c->cv, &c->mu, &ts);
         uint64_t now = clock_mono_ns();
         for (size_t i = 0; i < c->writer_count && !c->stopping; i++) {
@@ -339,7 +331,7 @@ psl_err capsule_client_publish(struct capsule_client *c, const uint8_t *rec, siz
         return PSL_ERR_NOMEM;
     memcpy(copy, rec, size);
     struct timespec ts;
-    deadline_ts(&ts, timeout_ms);
+    clock_deadline(&ts, (uint64_t)timeout_ms * 1000000u);
     pthread_mutex_lock(&c->mu);
     while (c->unacked_bytes + size > c->cfg.unacked_bytes_max && c->unacked_bytes > 0 &&
            !c->stopping) {
@@ -406,7 +398,7 @@ psl_err capsule_client_wait_durable(struct capsule_client *c, const uint8_t writ
                                     uint64_t seq, uint32_t timeout_ms)
 {
     struct timespec ts;
-    deadline_ts(&ts, timeout_ms);
+    clock_deadline(&ts, (uint64_t)timeout_ms * 1000000u);
     pthread_mutex_lock(&c->mu);
     psl_err err = PSL_OK;
     for (;;) {
@@ -515,7 +507,7 @@ psl_err capsule_client_get(struct capsule_client *c, const uint8_t hash[HASH_SIZ
     req_begin(c, &q, REQ_GET_HASH, NULL);
     req_send(c, &q, NULL, hash, 0, 0);
     struct timespec ts;
-    deadline_ts(&ts, timeout_ms);
+    clock_deadline(&ts, (uint64_t)timeout_ms * 1000000u);
     psl_err result = PSL_ERR_TIMEOUT;
     unsigned not_found = 0;
     struct creply *r;
@@ -551,7 +543,7 @@ psl_err capsule_client_range(struct capsule_client *c, const uint8_t *server_pk,
     req_begin(c, &q, REQ_GET_RANGE, server_pk);
     req_send(c, &q, writer, NULL, from, to);
     struct timespec ts;
-    deadline_ts(&ts, timeout_ms);
+    clock_deadline(&ts, (uint64_t)timeout_ms * 1000000u);
     psl_err result = PSL_ERR_TIMEOUT;
     bool locked = false, stop = false;
     uint8_t from_server[SIGN_PK_SIZE];
@@ -664,7 +656,7 @@ psl_err capsule_client_fresh_heads(struct capsule_client *c, unsigned answers_mi
     req_begin(c, &q, REQ_GET_HEADS, NULL);
     req_send(c, &q, NULL, NULL, 0, 0);
     struct timespec ts;
-    deadline_ts(&ts, timeout_ms);
+    clock_deadline(&ts, (uint64_t)timeout_ms * 1000000u);
     uint8_t answered[PSL_REPLICAS_MAX][SIGN_PK_SIZE];
     unsigned answers = 0;
     struct claim *claims = NULL;
@@ -706,7 +698,7 @@ psl_err capsule_client_fresh_heads(struct capsule_client *c, unsigned answers_mi
         if (answers >= answers_min) {
             /* Enough for the bound: give stragglers a short grace, not the whole timeout. */
             struct timespec grace;
-            deadline_ts(&grace, 50);
+            clock_deadline(&grace, 50000000u);
             if (grace.tv_sec < ts.tv_sec || (grace.tv_sec == ts.tv_sec && grace.tv_nsec < ts.tv_nsec))
                 ts = grace;
         }

@@ -725,10 +725,7 @@ static void *ae_main(void *arg)
     pthread_mutex_lock(&s->mu);
     while (!s->stopping) {
         struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)s->cfg.anti_entropy_ms * 1000000u;
-        ts.tv_sec += (time_t)(ns / 1000000000u);
-        ts.tv_nsec = (long)(ns % 1000000000u);
+        clock_deadline(&ts, (uint64_t)s->cfg.anti_entropy_ms * 1000000u);
         pthread_cond_timedwait(&s->ae_cv, &s->mu, &ts);
         if (s->stopping)
             break;

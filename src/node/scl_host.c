@@ -91,10 +91,7 @@ static void *ticker_main(void *arg)
     pthread_mutex_lock(&h->mu);
     while (!h->stopping) {
         struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)h->cfg.tick_ms * 1000000u;
-        ts.tv_sec += (time_t)(ns / 1000000000u);
-        ts.tv_nsec = (long)(ns % 1000000000u);
+        clock_deadline(&ts, (uint64_t)h->cfg.tick_ms * 1000000u);
         pthread_cond_timedwait(&h->cv, &h->mu, &ts);
         if (h->stopping)
             break;

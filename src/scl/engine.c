@@ -164,25 +164,17 @@ static void emit(struct scl_engine *e, uint8_t kind, const uint8_t *writer, cons
     e->out_tail = n;
 }
 
+/* Emits a server request; writer/from/to for GET_RANGE, hash for GET_HASH (NULL otherwise). */
 static void emit_request(struct scl_engine *e, uint8_t type, const uint8_t *writer, uint64_t from,
-                         uint64_t to)
+                         uint64_t to, const uint8_t *hash)
 {
     struct proto_req q = {.type = type, .request_id = rng_u64(), .from = from, .to = to};
     memcpy(q.requester, e->requester, HASH_SIZE);
     memcpy(q.capsule, e->meta.name, HASH_SIZE);
     if (writer)
         memcpy(q.writer, writer, HASH_SIZE);
-    uint8_t buf[PROTO_REQ_SIZE_MAX];
-    size_t n = proto_req_encode(&q, buf);
-    emit(e, SCL_ACT_REQUEST, NULL, buf, n);
-}
-
-static void emit_request_hash(struct scl_engine *e, const uint8_t hash[HASH_SIZE])
-{
-    struct proto_req q = {.type = REQ_GET_HASH, .request_id = rng_u64()};
-    memcpy(q.requester, e->requester, HASH_SIZE);
-    memcpy(q.capsule, e->meta.name, HASH_SIZE);
-    memcpy(q.hash, hash, HASH_SIZE);
+    if (hash)
+        memcpy(q.hash, hash, HASH_SIZE);
     uint8_t buf[PROTO_REQ_SIZE_MAX];
     size_t n = proto_req_encode(&q, buf);
     emit(e, SCL_ACT_REQUEST, NULL, buf, n);
@@ -343,7 +335,7 @@ psl_err scl_create(struct scl_engine **out, const struct scl_config *cfg, struct
     pthread_mutex_init(&e->seal_mu, NULL);
     queue_ctrl(e, REC_CERT, 0);
     /* Joining: learn every writer's head from the servers and catch up (DESIGN §5.6). */
-    emit_request(e, REQ_GET_HEADS, NULL, 0, 0);
+    emit_request(e, REQ_GET_HEADS, NULL, 0, 0, NULL);
     *out = e;
     return PSL_OK;
 out_free:
@@ -657,7 +649,7 @@ static void request_gap(struct scl_engine *e, struct peer *p, uint64_t upto)
         return;
     uint64_t from = p->contiguous + 1;
     uint64_t to = upto - from >= FETCH_CHUNK ? from + FETCH_CHUNK - 1 : upto;
-    emit_request(e, REQ_GET_RANGE, p->id, from, to);
+    emit_request(e, REQ_GET_RANGE, p->id, from, to, NULL);
     e->st.fetches++;
 }
 
@@ -719,7 +711,7 @@ static void try_adopt_sync(struct scl_engine *e)
         struct seen *s = seen_at(p, heads[i].seq, false);
         if (s && memcmp(s->hash, heads[i].hash, HASH_SIZE) != 0) {
             reject(e, PSL_ERR_BAD_SYNC);
-            emit_request_hash(e, heads[i].hash);
+            emit_request(e, REQ_GET_HASH, NULL, 0, 0, heads[i].hash);
             free(heads);
             drop_pending_sync(e);
             return;
@@ -851,7 +843,7 @@ static void hold_pending(struct scl_engine *e, struct peer *p, const struct reco
     if (p && v->h.seq > p->max_seq && v->h.seq <= (uint64_t)p->contiguous + SEEN_WINDOW)
         p->max_seq = v->h.seq;
     if (p && fetch_due(e, p)) {
-        emit_request(e, REQ_GET_RANGE, v->h.writer, 1, 1);
+        emit_request(e, REQ_GET_RANGE, v->h.writer, 1, 1, NULL);
         e->st.fetches++;
     }
     if (e->pending_count >= e->cfg.pending_records_max ||
@@ -1202,7 +1194,7 @@ void scl_tick(struct scl_engine *e, uint64_t now_ms)
                             : e->cfg.fetch_retry_ms;
     if (now_ms - e->heads_asked_ms >= interval) {
         e->heads_asked_ms = now_ms;
-        emit_request(e, REQ_GET_HEADS, NULL, 0, 0);
+        emit_request(e, REQ_GET_HEADS, NULL, 0, 0, NULL);
     }
     try_adopt_sync(e);
     coordinator_tick(e);

@@ -271,14 +271,7 @@ static void *committer_main(void *arg)
             if (now >= deadline)
                 break;
             struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            uint64_t wait = deadline - now;
-            ts.tv_sec += (time_t)(wait / 1000000000u);
-            ts.tv_nsec += (long)(wait % 1000000000u);
-            if (ts.tv_nsec >= 1000000000) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000;
-            }
+            clock_deadline(&ts, deadline - now);
             pthread_cond_timedwait(&s->cv, &s->mu, &ts);
         }
         struct pending *batch = s->head;
