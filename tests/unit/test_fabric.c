@@ -155,12 +155,7 @@ static size_t rx_wait(struct rx *r, size_t n, unsigned timeout_ms)
     pthread_mutex_lock(&r->mu);
     while (r->count < n && now_ms() < deadline) {
         struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 10 * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        clock_deadline(&ts, 10000000u); /* 10 ms */
         pthread_cond_timedwait(&r->cv, &r->mu, &ts);
     }
     size_t c = r->count;

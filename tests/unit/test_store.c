@@ -156,12 +156,7 @@ static size_t acks_wait(struct acks *a, size_t n, unsigned timeout_ms)
     pthread_mutex_lock(&a->mu);
     while (a->n < n && now_ms() < deadline) {
         struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 10 * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        clock_deadline(&ts, 10000000u); /* 10 ms */
         pthread_cond_timedwait(&a->cv, &a->mu, &ts);
     }
     size_t c = a->n;
