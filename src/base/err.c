@@ -45,6 +45,14 @@ static const struct err_row err_rows[PSL_ERR__COUNT] = {
     [PSL_ERR_NOT_REPLICA] = {"not_replica", "server is not in the capsule's replica set"},
     [PSL_ERR_REVOKED] = {"revoked", "writer is revoked"},
     [PSL_ERR_BAD_SYNC] = {"bad_sync", "sync link or cut does not match the records"},
+    [PSL_ERR_ATTEST_PLATFORM] = {"attest_platform", "evidence is not signed by a trusted platform key"},
+    [PSL_ERR_ATTEST_MEASUREMENT] = {"attest_measurement", "enclave measurement is not allowed by the policy"},
+    [PSL_ERR_ATTEST_NONCE] = {"attest_nonce", "evidence answers another nonce (stale or replayed)"},
+    [PSL_ERR_ATTEST_BINDING] = {"attest_binding", "evidence report data does not bind the enclave's keys"},
+    [PSL_ERR_LAMBDA] = {"lambda", "the lambda raised an error"},
+    [PSL_ERR_LAMBDA_BUDGET] = {"lambda_budget", "the lambda exhausted its instruction budget"},
+    [PSL_ERR_LAMBDA_MEMORY] = {"lambda_memory", "the lambda exceeded its memory cap"},
+    [PSL_ERR_PEER_DEAD] = {"peer_dead", "the process at the other end is gone"},
 };
 
 const char *psl_strerror(psl_err err)
@@ -63,7 +71,7 @@ const char *psl_err_name(psl_err err)
 
 bool psl_err_is_auth(psl_err err)
 {
-    return err >= PSL_ERR_AUTH && err <= PSL_ERR_BAD_SYNC;
+    return err >= PSL_ERR_AUTH && err <= PSL_ERR_ATTEST_BINDING;
 }
 
 psl_err psl_err_outward(psl_err err)

@@ -50,6 +50,15 @@ typedef enum psl_err {
     PSL_ERR_NOT_REPLICA,
     PSL_ERR_REVOKED,
     PSL_ERR_BAD_SYNC,
+    PSL_ERR_ATTEST_PLATFORM,    /* evidence not signed by a trusted platform key */
+    PSL_ERR_ATTEST_MEASUREMENT, /* evidence measurement not allowed by the policy */
+    PSL_ERR_ATTEST_NONCE,       /* evidence for another (stale or replayed) nonce */
+    PSL_ERR_ATTEST_BINDING,     /* report data does not bind the presented keys */
+    /* enclaves and lambdas (not authentication failures) */
+    PSL_ERR_LAMBDA,             /* the lambda raised an error (message says where) */
+    PSL_ERR_LAMBDA_BUDGET,      /* the lambda exhausted its instruction budget */
+    PSL_ERR_LAMBDA_MEMORY,      /* the lambda exceeded its memory cap */
+    PSL_ERR_PEER_DEAD,          /* the process at the other end of a ring is gone */
     PSL_ERR__COUNT
 } psl_err;
 

@@ -36,4 +36,21 @@
 /* Chain verification: the number of distinct writers tracked in one capsule. */
 #define PSL_WRITERS_MAX 65536u
 
+/* Enclave boundary (src/ring): one framed message on a ring, and the default ring capacity. */
+#define PSL_RING_MSG_SIZE_MAX (PSL_MSG_SIZE_MAX + 256u)
+#define PSL_RING_CAPACITY_DEFAULT (16u << 20)
+
+/* Lambdas (src/enclave): script size, arguments, log lines, and the default per-job caps. */
+#define PSL_SCRIPT_SIZE_MAX (1u << 20)
+#define PSL_ARGS_SIZE_MAX (1u << 20)
+#define PSL_LOG_LINE_SIZE_MAX 4096u
+#define PSL_LAMBDA_MEM_DEFAULT (256ull << 20)
+#define PSL_LAMBDA_INSN_DEFAULT 20000000000ull /* about a minute or more of Lua on this machine */
+#define PSL_BARRIER_NAME_SIZE_MAX 128u
+
+/* Attestation and provisioning (src/attest). */
+#define PSL_EVIDENCE_SIZE_MAX 4096u
+#define PSL_PLATFORM_KEYS_MAX 64u
+#define PSL_PROVISION_SIZE_MAX (PSL_SCRIPT_SIZE_MAX + PSL_ARGS_SIZE_MAX + 16384u)
+
 #endif

@@ -929,6 +929,8 @@ static void test_outward_is_auth(void **state)
         PSL_ERR_CERT_MEASUREMENT, PSL_ERR_BAD_SIGNATURE,  PSL_ERR_BAD_PREV,
         PSL_ERR_BAD_SEQ,          PSL_ERR_DECRYPT,        PSL_ERR_FORK,
         PSL_ERR_NOT_REPLICA,      PSL_ERR_REVOKED,        PSL_ERR_BAD_SYNC,
+        PSL_ERR_ATTEST_PLATFORM,  PSL_ERR_ATTEST_MEASUREMENT, PSL_ERR_ATTEST_NONCE,
+        PSL_ERR_ATTEST_BINDING,
     };
     for (size_t i = 0; i < sizeof verification / sizeof verification[0]; i++) {
         assert_true(psl_err_is_auth(verification[i]));
@@ -938,6 +940,12 @@ static void test_outward_is_auth(void **state)
     assert_int_equal(psl_err_outward(PSL_ERR_TRUNCATED), PSL_ERR_TRUNCATED);
     assert_int_equal(psl_err_outward(PSL_ERR_INVALID_ARG), PSL_ERR_INVALID_ARG);
     assert_int_equal(psl_err_outward(PSL_OK), PSL_OK);
+    assert_false(psl_err_is_auth(PSL_ERR_LAMBDA));
+    /* Every error has a name and a message. */
+    for (int e = 0; e < PSL_ERR__COUNT; e++) {
+        assert_string_not_equal(psl_err_name((psl_err)e), "unknown");
+        assert_string_not_equal(psl_strerror((psl_err)e), "unknown error");
+    }
 }
 
 static void test_type_names(void **state)
