@@ -1,0 +1,35 @@
+/* runner.h: the threads that drive one SCL engine: crypto actor threads that seal while there is
+ * work, and a ticker that drives the engine's timers. The engine's actions go to an emit
+ * callback, so the same runner serves the thread-mode host (actions to a fabric) and the enclave
+ * (actions to the outbound ring). Threads are created once, before any engine exists, and an
+ * engine is attached later: an enclave creates its threads before it confines itself with
+ * seccomp, and provisioning (which creates the engine) comes after. */
+#ifndef PSL_SCL_RUNNER_H
+#define PSL_SCL_RUNNER_H
+
+#include "scl/engine.h"
+
+struct scl_runner_config {
+    unsigned actors;  /* crypto actor threads (default 1; at most 16) */
+    uint32_t tick_ms; /* timer resolution (default 5) */
+    /* Receives every action of the attached engine, in the engine's order, from one runner
+     * thread at a time. The action's data is borrowed for the call (the runner frees it). */
+    void (*emit)(void *ctx, const struct scl_action *a);
+    void *ctx;
+};
+
+struct scl_runner;
+
+/* Starts the threads, idle until an engine is attached. */
+psl_err scl_runner_start(struct scl_runner **out, const struct scl_runner_config *cfg) PSL_MUST_USE;
+/* Attaches engine e (borrowed until detached; NULL detaches). Returns once no runner thread
+ * uses the previous engine any more, so the caller may destroy it afterwards. */
+void scl_runner_attach(struct scl_runner *r, struct scl_engine *e);
+/* Wakes the actors now (after local puts or incoming messages) instead of at the next tick. */
+void scl_runner_kick(struct scl_runner *r);
+/* Emits every pending action of the attached engine now, on the calling thread. */
+void scl_runner_drain(struct scl_runner *r);
+/* Stops and joins the threads; the engine (if any) stays usable. NULL is a no-op. */
+void scl_runner_stop(struct scl_runner *r);
+
+#endif
