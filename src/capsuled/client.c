@@ -754,3 +754,63 @@ void fresh_result_free(struct fresh_result *r)
     r->heads = NULL;
     r->count = 0;
 }
+
+/* Delivers the records of one writer in seq order, skipping anything a server sent that is not
+ * the next seq (the caller's verifier reports gaps). */
+struct fetch_state {
+    client_record_fn fn;
+    void *ctx;
+    uint64_t next_seq;
+    size_t records;
+    bool stopped;
+};
+
+static bool fetch_take(void *ctx, const uint8_t *rec, size_t size)
+{
+    struct fetch_state *s = ctx;
+    struct record_view v;
+    if (record_parse(&v, rec, size) != PSL_OK || v.h.seq != s->next_seq)
+        return true;
+    s->next_seq++;
+    s->records++;
+    if (!s->fn(s->ctx, rec, size)) {
+        s->stopped = true;
+        return false;
+    }
+    return true;
+}
+
+psl_err capsule_client_fetch_all(struct capsule_client *c, unsigned answers_min,
+                                 uint32_t timeout_ms, client_record_fn fn, void *ctx,
+                                 struct fetch_summary *out)
+{
+    struct fresh_result fr;
+    psl_err err = capsule_client_fresh_heads(c, answers_min, timeout_ms, &fr);
+    if (err)
+        return err;
+    struct fetch_summary sum = {.writers = fr.count,
+                                .answers = fr.answers,
+                                .lag_bound_met = fr.lag_bound_met,
+                                .claims_refuted = fr.claims_refuted,
+                                .complete = true};
+    for (size_t i = 0; i < fr.count; i++) {
+        struct fetch_state st = {.fn = fn, .ctx = ctx, .next_seq = 1};
+        while (st.next_seq <= fr.heads[i].seq && !st.stopped) {
+            uint64_t from = st.next_seq, to = fr.heads[i].seq;
+            if (to - from >= PROTO_RANGE_MAX)
+                to = from + PROTO_RANGE_MAX - 1;
+            err = capsule_client_range(c, NULL, fr.heads[i].writer, from, to, timeout_ms,
+                                       fetch_take, &st);
+            if (err || st.next_seq == from)
+                break;
+        }
+        if (st.next_seq <= fr.heads[i].seq)
+            sum.complete = false;
+        sum.records += st.records;
+        if (st.stopped)
+            break;
+    }
+    fresh_result_free(&fr);
+    *out = sum;
+    return PSL_OK;
+}

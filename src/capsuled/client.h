@@ -83,4 +83,21 @@ psl_err capsule_client_fresh_heads(struct capsule_client *c, unsigned answers_mi
                                    uint32_t timeout_ms, struct fresh_result *out) PSL_MUST_USE;
 void fresh_result_free(struct fresh_result *r);
 
+struct fetch_summary {
+    size_t writers;
+    size_t records;          /* delivered to the callback */
+    unsigned answers;        /* servers that answered the freshness read */
+    bool lag_bound_met;      /* as in fresh_result */
+    unsigned claims_refuted;
+    bool complete;           /* every writer's records up to its fresh head were delivered */
+};
+
+/* Exports a capsule from its servers: a freshness read (answers_min as above), then every
+ * writer's records 1..head by range, delivered to fn in seq order per writer (borrowed for the
+ * call; fn returns false to stop). The records are not verified here: verify what fn receives
+ * (chain_verify). PSL_ERR_TIMEOUT when the freshness read got too few answers. */
+psl_err capsule_client_fetch_all(struct capsule_client *c, unsigned answers_min,
+                                 uint32_t timeout_ms, client_record_fn fn, void *ctx,
+                                 struct fetch_summary *out) PSL_MUST_USE;
+
 #endif

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/bytes.h"
 #include "capsule/export.h"
@@ -23,21 +24,9 @@ static const char fetch_usage[] =
     "  --timeout-ms MS  per request (default 5000)\n"
     "Then audit it: psl capsule verify FILE\n";
 
-struct fetch_sink {
-    struct export_writer *x;
-    uint64_t next_seq;
-    size_t records;
-};
-
 static bool fetch_take(void *ctx, const uint8_t *rec, size_t size)
 {
-    struct fetch_sink *s = ctx;
-    struct record_view v;
-    if (record_parse(&v, rec, size) != PSL_OK || v.h.seq != s->next_seq)
-        return true; /* skip what is not the next record; verify reports any gap */
-    export_add(s->x, rec, size);
-    s->next_seq++;
-    s->records++;
+    export_add(ctx, rec, size);
     return true;
 }
 
@@ -106,49 +95,33 @@ int cmd_fetch(int argc, char **argv)
     struct capsule_client_config cc = {.fabric = fabric, .meta = &m};
     if (capsule_client_open(&cl, &cc) != PSL_OK)
         goto out_fabric;
-    struct fresh_result fr;
-    psl_err err = capsule_client_fresh_heads(cl, (unsigned)answers, (uint32_t)timeout_ms, &fr);
-    if (err) {
-        cli_error("freshness read failed: %s (fewer servers answered than required)", psl_strerror(err));
-        goto out_client;
-    }
     f = fopen(out, "wx");
     if (!f) {
         cli_error("cannot create %s (it must not exist yet)", out);
-        fresh_result_free(&fr);
         goto out_client;
     }
     struct export_writer x;
     export_begin(&x, f, view.meta, view.meta_size);
-    size_t total = 0;
-    bool complete = true;
-    for (size_t i = 0; i < fr.count; i++) {
-        struct fetch_sink sink = {.x = &x, .next_seq = 1};
-        while (sink.next_seq <= fr.heads[i].seq) {
-            uint64_t from = sink.next_seq, to = fr.heads[i].seq;
-            if (to - from >= PROTO_RANGE_MAX)
-                to = from + PROTO_RANGE_MAX - 1;
-            err = capsule_client_range(cl, NULL, fr.heads[i].writer, from, to, (uint32_t)timeout_ms,
-                                       fetch_take, &sink);
-            if (err || sink.next_seq == from)
-                break;
-        }
-        if (sink.next_seq <= fr.heads[i].seq)
-            complete = false;
-        total += sink.records;
+    struct fetch_summary sum;
+    psl_err err = capsule_client_fetch_all(cl, (unsigned)answers, (uint32_t)timeout_ms, fetch_take,
+                                           &x, &sum);
+    if (err) {
+        cli_error("freshness read failed: %s (fewer servers answered than required)", psl_strerror(err));
+        fclose(f);
+        unlink(out);
+        goto out_client;
     }
     err = export_finish(&x);
     if (fclose(f) != 0 || err) {
         cli_error("cannot write %s", out);
     } else {
-        printf("fetched   %zu records of %zu writers from %u of %u servers (%s%s)\n", total, fr.count,
-               fr.answers, m.replica_count,
-               fr.lag_bound_met ? "lag bound met: no confirmed write missed" : "lag bound NOT met",
-               fr.claims_refuted ? "; some claimed heads did not verify" : "");
-        printf("wrote     %s%s\n", out, complete ? "" : " (incomplete: some records could not be fetched)");
-        rc = complete ? EXIT_OK : EXIT_VERIFY_FAILED;
+        printf("fetched   %zu records of %zu writers from %u of %u servers (%s%s)\n", sum.records,
+               sum.writers, sum.answers, m.replica_count,
+               sum.lag_bound_met ? "lag bound met: no confirmed write missed" : "lag bound NOT met",
+               sum.claims_refuted ? "; some claimed heads did not verify" : "");
+        printf("wrote     %s%s\n", out, sum.complete ? "" : " (incomplete: some records could not be fetched)");
+        rc = sum.complete ? EXIT_OK : EXIT_VERIFY_FAILED;
     }
-    fresh_result_free(&fr);
 out_client:
     capsule_client_close(cl);
 out_fabric:
