@@ -14,6 +14,7 @@ enum {
     EXIT_VERIFY_FAILED = 1, /* the command ran, and what it checked did not verify */
     EXIT_USAGE = 2,         /* bad command line */
     EXIT_RUNTIME = 3,       /* I/O, missing file, resource error */
+    EXIT_JOB_FAILED = 4,    /* psl run: a worker failed (lambda error, enclave died) */
 };
 
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -22,6 +23,7 @@ int cmd_keygen(int argc, char **argv);
 int cmd_capsule(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_fetch(int argc, char **argv);
+int cmd_run(int argc, char **argv);
 
 /* Loads and verifies the metadata and record list of an export file. *buf owns the bytes that
  * view points into. Returns an exit code (EXIT_OK on success) after reporting any error. */

@@ -1,5 +1,6 @@
 /* psl.c: entry point of the psl command: dispatches subcommands and prints help.
- * Exit codes: 0 success, 1 verification failed, 2 usage error, 3 runtime error. */
+ * Exit codes: 0 success, 1 verification failed, 2 usage error, 3 runtime error, 4 a job's
+ * worker failed. */
 #include <stdarg.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -15,6 +16,8 @@ static const char usage[] =
     "Usage: psl COMMAND [OPTIONS]\n"
     "\n"
     "Commands:\n"
+    "  run SCRIPT        run a Lua lambda on N workers of a whole federation in this process\n"
+    "                    tree (enclaves, storage servers, fabric) and verify everything\n"
     "  keygen            create a key file (owner, storage server or capsule key)\n"
     "  capsule create    create and sign a capsule's metadata; prints the capsule name\n"
     "  capsule verify    verify an exported capsule: writers, heads, forks, failures\n"
@@ -25,7 +28,8 @@ static const char usage[] =
     "\n"
     "Run `psl COMMAND --help` for the options of a command.\n"
     "\n"
-    "Exit codes: 0 success; 1 verification failed; 2 usage error; 3 runtime error.\n"
+    "Exit codes: 0 success; 1 verification failed; 2 usage error; 3 runtime error;\n"
+    "4 a job's worker failed.\n"
     "Environment: PSL_LOG=debug|info|warn|error|off sets the log level (default warn).\n";
 
 void cli_error(const char *fmt, ...)
@@ -71,6 +75,10 @@ int main(int argc, char **argv)
         return cmd_keygen(argc - 1, argv + 1);
     if (!strcmp(cmd, "capsule"))
         return cmd_capsule(argc - 1, argv + 1);
+#ifdef PSL_HAVE_RUN
+    if (!strcmp(cmd, "run"))
+        return cmd_run(argc - 1, argv + 1);
+#endif
     if (!strcmp(cmd, "demo"))
         return cmd_demo(argc - 1, argv + 1);
     cli_error("unknown command '%s'; run `psl --help` for the list", cmd);
