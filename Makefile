@@ -1,6 +1,6 @@
 # psl: thin wrapper over CMake + Ninja. See README.md.
 #   make          build (RelWithDebInfo) into build/
-#   make run      run the main job: for now the capsule demo (psl demo)
+#   make run      run the main job: examples/pi.lua on 4 workers of the embedded federation
 #   make test     install missing dependencies, build, run the whole suite through CTest
 #   make asan     the whole suite under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make fuzz     each libFuzzer target for FUZZ_SECONDS (default 60) under ASan+UBSan
@@ -25,7 +25,7 @@ build: $(BUILD)/build.ninja
 	ninja -C $(BUILD) -j $(JOBS)
 
 run: deps build
-	$(BUILD)/psl demo --data psl-data
+	$(BUILD)/psl run examples/pi.lua --workers 4 --data psl-data
 
 test: deps build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
@@ -51,6 +51,8 @@ fuzz: deps
 bench: deps build
 	$(BUILD)/bench/record_bench
 	$(BUILD)/bench/capsuled_bench
+	$(BUILD)/bench/scl_bench
+	@if [ -x $(BUILD)/bench/ring_bench ]; then $(BUILD)/bench/ring_bench; fi
 
 lint: deps
 	cmake -S . -B build-lint -G Ninja -DCMAKE_C_COMPILER=clang -DCMAKE_EXPORT_COMPILE_COMMANDS=ON >/dev/null
