@@ -560,6 +560,7 @@ void enclave_host_stop(struct enclave_host *h, int timeout_ms)
             kill(h->pid, SIGKILL);
     }
     ring_close(&h->ch.tx);
+    ring_close(&h->ch.rx); /* wakes the receive thread now instead of at its next poll */
     if (h->rx_running)
         pthread_join(h->rx, NULL);
     if (h->pid > 0) {
