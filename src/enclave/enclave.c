@@ -60,6 +60,15 @@ struct enclave {
     struct provision_bundle bundle; /* valid from EST_PROVISIONED */
     struct scl_engine *eng;         /* valid from EST_PROVISIONED */
     struct scl_runner *runner;      /* NULL in the fuzz harness */
+    /* Leader mode (the bundle's certificate has role leader): no engine, no lambda; the enclave
+     * certifies workers under the owner's delegation. */
+    bool leader;
+    struct delegation deleg;
+    struct attest_policy policy;
+    uint8_t *nonces;         /* worker_count * 32: the nonce chosen for each worker */
+    uint8_t *nonce_set;      /* worker_count flags */
+    const uint8_t *worker_args; /* inside the bundle's args */
+    size_t worker_args_size;
     _Atomic uint64_t bytes_sealed;
     uint64_t stats_sent[RING_STATS_COUNT];
     uint64_t stats_ms;
@@ -340,7 +349,7 @@ static void *job_main(void *arg)
     pthread_mutex_lock(&e->mu);
     while (!e->shutdown && e->state != EST_PROVISIONED)
         pthread_cond_wait(&e->cv, &e->mu);
-    bool go = !e->shutdown;
+    bool go = !e->shutdown && !e->leader;
     pthread_mutex_unlock(&e->mu);
     if (go)
         run_job(e);
@@ -374,6 +383,8 @@ static void on_attest(struct enclave *e, const uint8_t *data, size_t size)
     out(e, RING_E2H_REPORT, rep, sizeof rep);
 }
 
+static psl_err leader_setup(struct enclave *e, const struct provision_bundle *b);
+
 static void on_provision(struct enclave *e, const uint8_t *data, size_t size)
 {
     pthread_mutex_lock(&e->mu);
@@ -393,6 +404,34 @@ static void on_provision(struct enclave *e, const uint8_t *data, size_t size)
          * check failed (STYLE "Errors"); the client's own checks say more. */
         err = psl_err_outward(err);
         refuse(e, err, "provision: refused: %s", psl_strerror(err));
+        return;
+    }
+    if (b.cert.role == ROLE_LEADER) {
+        /* A leader certifies workers; it does not write to the capsule. */
+        pthread_mutex_lock(&e->mu);
+        e->bundle = b;
+        err = leader_setup(e, &e->bundle);
+        if (err) {
+            e->bundle = (struct provision_bundle){0};
+            pthread_mutex_unlock(&e->mu);
+            free(e->nonces);
+            free(e->nonce_set);
+            e->nonces = e->nonce_set = NULL;
+            provision_bundle_free(&b);
+            refuse(e, err, "provision: leader configuration refused: %s", psl_strerror(err));
+            return;
+        }
+        e->leader = true;
+        e->state = EST_PROVISIONED;
+        pthread_cond_broadcast(&e->cv);
+        pthread_mutex_unlock(&e->mu);
+        uint8_t ready[RING_READY_SIZE] = {0};
+        memcpy(ready, b.meta.name, HASH_SIZE);
+        memcpy(ready + 32, b.cert.writer_id, HASH_SIZE);
+        memcpy(ready + 64, b.cert.writer_id, HASH_SIZE);
+        put_le32(ready + 96, b.worker_index);
+        put_le32(ready + 100, b.worker_count);
+        out(e, RING_E2H_READY, ready, sizeof ready);
         return;
     }
     struct writer_keys wk;
@@ -432,6 +471,141 @@ static void on_provision(struct enclave *e, const uint8_t *data, size_t size)
     pthread_mutex_unlock(&e->mu);
 }
 
+/* ---- leader mode ---- */
+
+/* Parses the leader configuration in the bundle's args (abi.h), checks the delegation names
+ * this enclave and verifies, and builds the evidence policy. The bytes were signed by the owner
+ * with the bundle, but are still decoded with limits. */
+static psl_err leader_setup(struct enclave *e, const struct provision_bundle *b)
+{
+    struct rd r;
+    rd_init(&r, b->args, b->args_size);
+    const uint8_t *magic = rd_take(&r, 4);
+    const uint8_t *deleg = rd_take(&r, DELEG_SIZE);
+    unsigned keys = rd_u8(&r);
+    if (r.err)
+        return r.err;
+    if (memcmp(magic, RING_LEADER_MAGIC, 4) != 0)
+        return PSL_ERR_BAD_MAGIC;
+    if (keys == 0 || keys > PSL_PLATFORM_KEYS_MAX)
+        return PSL_ERR_TOO_LARGE;
+    psl_err err = deleg_decode(&e->deleg, deleg, DELEG_SIZE);
+    if (err)
+        return err;
+    if (sodium_memcmp(e->deleg.leader_pk, e->sk.pk, SIGN_PK_SIZE) != 0)
+        return PSL_ERR_CERT_ISSUER;
+    if ((err = deleg_verify(&e->deleg, &b->meta, clock_wall_ms())))
+        return err;
+    attest_policy_init(&e->policy, &b->meta);
+    for (unsigned i = 0; i < keys; i++) {
+        const uint8_t *pk = rd_take(&r, SIGN_PK_SIZE);
+        if (!pk)
+            return r.err;
+        if ((err = attest_policy_trust_platform(&e->policy, pk)))
+            return err;
+    }
+    e->worker_args = b->args + r.pos;
+    e->worker_args_size = rd_left(&r);
+    e->nonces = calloc(b->worker_count, ATTEST_NONCE_SIZE);
+    e->nonce_set = calloc(b->worker_count, 1);
+    if (!e->nonces || !e->nonce_set)
+        return PSL_ERR_NOMEM;
+    return PSL_OK;
+}
+
+/* Reads the worker index of a leader message; refuses it outside the job. */
+static bool leader_worker(struct enclave *e, const uint8_t *data, size_t size, size_t min,
+                          uint32_t *worker)
+{
+    pthread_mutex_lock(&e->mu);
+    bool leader = e->leader && e->state >= EST_PROVISIONED;
+    pthread_mutex_unlock(&e->mu);
+    if (!leader) {
+        refuse(e, PSL_ERR_INVALID_ARG, "leader message to an enclave that is not a leader");
+        return false;
+    }
+    if (size < min) {
+        refuse(e, PSL_ERR_TRUNCATED, "leader message of %zu bytes", size);
+        return false;
+    }
+    *worker = get_le32(data);
+    if (*worker >= e->bundle.worker_count) {
+        refuse(e, PSL_ERR_INVALID_ARG, "worker %u is outside the job's %u workers", *worker,
+               e->bundle.worker_count);
+        return false;
+    }
+    return true;
+}
+
+static void on_leader_nonce(struct enclave *e, const uint8_t *data, size_t size)
+{
+    uint32_t w;
+    if (!leader_worker(e, data, size, 4, &w))
+        return;
+    uint8_t msg[RING_LEADER_NONCE_SIZE];
+    put_le32(msg, w);
+    attest_nonce_new(msg + 4);
+    memcpy(e->nonces + (size_t)w * ATTEST_NONCE_SIZE, msg + 4, ATTEST_NONCE_SIZE);
+    e->nonce_set[w] = 1;
+    out(e, RING_E2H_LEADER_NONCE, msg, sizeof msg);
+}
+
+/* Verifies a worker's attestation against the nonce this leader chose for it, then issues its
+ * certificate under the delegation and seals its bundle (provision_leader_issue). A nonce is
+ * used once: a replayed attestation finds no nonce. */
+static void on_leader_issue(struct enclave *e, const uint8_t *data, size_t size)
+{
+    uint32_t w;
+    if (!leader_worker(e, data, size, 5, &w))
+        return;
+    if (!e->nonce_set[w]) {
+        refuse(e, PSL_ERR_ATTEST_NONCE, "leader: no nonce outstanding for worker %u", w);
+        return;
+    }
+    uint8_t nonce[ATTEST_NONCE_SIZE];
+    memcpy(nonce, e->nonces + (size_t)w * ATTEST_NONCE_SIZE, sizeof nonce);
+    e->nonce_set[w] = 0;
+    const struct provision_bundle *b = &e->bundle;
+    uint64_t now = clock_wall_ms();
+    struct provision_issuer is = {.signer = &e->sk, .deleg = &e->deleg, .meta = &b->meta,
+                                  .capsule_key = b->capsule_key};
+    uint64_t nb = now - 60000, na = now + 24ull * 3600 * 1000;
+    if (nb < e->deleg.not_before_ms)
+        nb = e->deleg.not_before_ms;
+    if (na > e->deleg.not_after_ms)
+        na = e->deleg.not_after_ms;
+    bool coord = w == 0 && b->worker_count > 1;
+    struct provision_cert_spec spec = {.role = coord ? ROLE_COORDINATOR : ROLE_WORKER,
+                                       .not_before_ms = nb,
+                                       .not_after_ms = na};
+    struct provision_job job = {.worker_index = w,
+                                .worker_count = b->worker_count,
+                                .mem_bytes = b->mem_bytes,
+                                .insn_budget = b->insn_budget,
+                                .chunk_name = b->chunk_name,
+                                .script = b->script,
+                                .script_size = b->script_size,
+                                .args = e->worker_args,
+                                .args_size = e->worker_args_size};
+    memcpy(job.job_id, b->job_id, JOB_ID_SIZE);
+    memcpy(job.client_kx_pk, b->client_kx_pk, KX_PK_SIZE);
+    memcpy(job.client_sign_pk, b->client_sign_pk, SIGN_PK_SIZE);
+    struct attest_verified v;
+    uint8_t *sealed;
+    size_t sealed_size;
+    psl_err err = provision_leader_issue(&is, &e->policy, data + 4, size - 4, nonce, &spec, &job,
+                                         now, &v, &sealed, &sealed_size);
+    if (err) {
+        err = psl_err_outward(err); /* the host learns that, not which check, failed */
+        refuse(e, err, "leader: worker %u refused: %s", w, psl_strerror(err));
+        return;
+    }
+    uint8_t head[4];
+    put_le32(head, w);
+    out2(e, RING_E2H_LEADER_BUNDLE, head, 4, sealed, sealed_size);
+    free(sealed);
+}
+
 static void dispatch(struct enclave *e, uint32_t type, const uint8_t *data, size_t size)
 {
     switch (type) {
@@ -451,6 +625,8 @@ static void dispatch(struct enclave *e, uint32_t type, const uint8_t *data, size
             refuse(e, PSL_ERR_INVALID_ARG, "message type %u before provisioning", type);
             return;
         }
+        if (!e->eng)
+            return; /* a leader keeps no state of the capsule: nothing to apply */
         /* The engine verifies everything (DESIGN §3.3) and counts what it refuses. */
         if (type == RING_H2E_RECORD)
             (void)scl_on_record(e->eng, data, size);
@@ -462,6 +638,12 @@ static void dispatch(struct enclave *e, uint32_t type, const uint8_t *data, size
             scl_runner_kick(e->runner);
         return;
     }
+    case RING_H2E_LEADER_NONCE:
+        on_leader_nonce(e, data, size);
+        return;
+    case RING_H2E_LEADER_ISSUE:
+        on_leader_issue(e, data, size);
+        return;
     case RING_H2E_SHUTDOWN:
         pthread_mutex_lock(&e->mu);
         e->shutdown = true;
@@ -498,6 +680,8 @@ static void enclave_deinit(struct enclave *e)
         scl_destroy(e->eng);
     if (e->state >= EST_PROVISIONED)
         provision_bundle_free(&e->bundle);
+    free(e->nonces);
+    free(e->nonce_set);
     signer_deinit(&e->sk);
     kx_deinit(&e->kx);
     if (e->seeds)

@@ -49,6 +49,12 @@ struct enclave_host {
     size_t result_size;
     uint64_t stats[RING_STATS_COUNT];
     char last_error[512];
+    /* leader replies: the newest nonce and bundle, for the worker named */
+    bool have_lnonce, have_lbundle;
+    uint32_t lworker;
+    uint8_t lnonce[32];
+    uint8_t *lbundle;
+    size_t lbundle_size;
     char exit_reason[128];
     psl_err thread_err;
 
@@ -206,6 +212,25 @@ static void handle(struct enclave_host *h, uint32_t type, const uint8_t *data, s
         break;
     case RING_E2H_ERROR:
         set_error(h, data, size);
+        break;
+    case RING_E2H_LEADER_NONCE:
+        if (size == RING_LEADER_NONCE_SIZE) {
+            h->lworker = get_le32(data);
+            memcpy(h->lnonce, data + 4, 32);
+            h->have_lnonce = true;
+        }
+        break;
+    case RING_E2H_LEADER_BUNDLE:
+        if (size > 4 && !h->have_lbundle) {
+            free(h->lbundle);
+            h->lbundle = malloc(size - 4);
+            if (h->lbundle) {
+                memcpy(h->lbundle, data + 4, size - 4);
+                h->lbundle_size = size - 4;
+                h->lworker = get_le32(data);
+                h->have_lbundle = true;
+            }
+        }
         break;
     case RING_E2H_STATS:
         if (size == RING_STATS_SIZE)
@@ -535,6 +560,70 @@ uint64_t enclave_host_relay_dropped(struct enclave_host *h)
     return atomic_load(&h->relay_dropped);
 }
 
+psl_err enclave_host_leader_nonce(struct enclave_host *h, uint32_t worker, uint8_t nonce[32],
+                                  int timeout_ms)
+{
+    pthread_mutex_lock(&h->mu);
+    h->have_lnonce = false;
+    pthread_mutex_unlock(&h->mu);
+    uint8_t msg[4];
+    put_le32(msg, worker);
+    psl_err err = send_in(h, RING_H2E_LEADER_NONCE, msg, sizeof msg, timeout_ms);
+    if (err)
+        return err;
+    pthread_mutex_lock(&h->mu);
+    bool ok = wait_for(h, &h->have_lnonce, timeout_ms) && h->lworker == worker;
+    if (ok)
+        memcpy(nonce, h->lnonce, 32);
+    bool dead = h->dead;
+    pthread_mutex_unlock(&h->mu);
+    return ok ? PSL_OK : dead ? PSL_ERR_PEER_DEAD : PSL_ERR_TIMEOUT;
+}
+
+psl_err enclave_host_leader_issue(struct enclave_host *h, uint32_t worker, const uint8_t *msg,
+                                  size_t msg_size, uint8_t **sealed, size_t *sealed_size,
+                                  char *why, size_t why_cap, int timeout_ms)
+{
+    uint8_t *buf = malloc(4 + msg_size);
+    if (!buf)
+        return PSL_ERR_NOMEM;
+    put_le32(buf, worker);
+    memcpy(buf + 4, msg, msg_size);
+    pthread_mutex_lock(&h->mu);
+    h->have_lbundle = false;
+    uint64_t errors_before = h->errors_seen;
+    pthread_mutex_unlock(&h->mu);
+    psl_err err = send_in(h, RING_H2E_LEADER_ISSUE, buf, 4 + msg_size, timeout_ms);
+    free(buf);
+    if (err)
+        return err;
+    uint64_t deadline = clock_mono_ns() + (uint64_t)timeout_ms * 1000000u;
+    pthread_mutex_lock(&h->mu);
+    while (!h->have_lbundle && !h->dead && h->errors_seen == errors_before) {
+        uint64_t now = clock_mono_ns();
+        if (now >= deadline)
+            break;
+        struct timespec ts;
+        clock_deadline(&ts, deadline - now);
+        pthread_cond_timedwait(&h->cv, &h->mu, &ts);
+    }
+    if (h->have_lbundle && h->lworker == worker) {
+        *sealed = h->lbundle;
+        *sealed_size = h->lbundle_size;
+        h->lbundle = NULL;
+        h->have_lbundle = false;
+        err = PSL_OK;
+    } else if (h->errors_seen != errors_before) {
+        err = PSL_ERR_AUTH;
+        snprintf(why, why_cap, "%s", h->last_error);
+    } else {
+        err = h->dead ? PSL_ERR_PEER_DEAD : PSL_ERR_TIMEOUT;
+        snprintf(why, why_cap, "%s", h->dead ? h->exit_reason : "no answer from the leader");
+    }
+    pthread_mutex_unlock(&h->mu);
+    return err;
+}
+
 psl_err enclave_host_send_raw(struct enclave_host *h, uint32_t type, const uint8_t *data,
                               size_t size)
 {
@@ -574,6 +663,7 @@ void enclave_host_stop(struct enclave_host *h, int timeout_ms)
     ring_chan_destroy(&h->ech);
     ring_chan_destroy(&h->ch);
     free(h->result);
+    free(h->lbundle);
     pthread_mutex_destroy(&h->tx_mu);
     pthread_mutex_destroy(&h->mu);
     pthread_cond_destroy(&h->cv);

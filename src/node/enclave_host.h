@@ -72,6 +72,14 @@ const char *enclave_host_last_error(struct enclave_host *h);
 /* Messages from the fabric dropped because the enclave's inbound ring was full (the fabric may
  * drop; SCL re-fetches), and ERROR messages received. */
 uint64_t enclave_host_relay_dropped(struct enclave_host *h);
+/* Leader enclaves: asks the leader for a fresh nonce for worker's evidence. */
+psl_err enclave_host_leader_nonce(struct enclave_host *h, uint32_t worker, uint8_t nonce[32],
+                                  int timeout_ms) PSL_MUST_USE;
+/* Hands worker's attestation message to the leader and waits for the worker's sealed bundle
+ * (*sealed malloc'd, caller frees) or the leader's refusal (why). */
+psl_err enclave_host_leader_issue(struct enclave_host *h, uint32_t worker, const uint8_t *msg,
+                                  size_t msg_size, uint8_t **sealed, size_t *sealed_size,
+                                  char *why, size_t why_cap, int timeout_ms) PSL_MUST_USE;
 /* Sends a raw message to the enclave (tests: garbage must be refused, never crash it). */
 psl_err enclave_host_send_raw(struct enclave_host *h, uint32_t type, const uint8_t *data,
                               size_t size) PSL_MUST_USE;

@@ -22,6 +22,10 @@ enum ring_h2e {
     RING_H2E_ACK = 4,       /* a server ACK addressed to this enclave's writer */
     RING_H2E_REPLY = 5,     /* a server reply addressed to this enclave's requester id */
     RING_H2E_SHUTDOWN = 6,  /* empty: stop (after the job's result has been sent) */
+    /* A leader enclave (provisioned with role leader, DESIGN §7.3) certifies workers: */
+    RING_H2E_LEADER_NONCE = 7, /* worker u32: choose a fresh nonce for that worker's evidence */
+    RING_H2E_LEADER_ISSUE = 8, /* worker u32, attestation message: verify it against the
+                                * nonce chosen for the worker; answer with a sealed bundle */
 };
 
 enum ring_e2h {
@@ -37,6 +41,8 @@ enum ring_e2h {
     RING_E2H_RESULT = 108,  /* err u16 (psl_err of the job), sealed result (attest/provision.h) */
     RING_E2H_ERROR = 109,   /* err u16, text: a host message was refused (garbage, wrong state) */
     RING_E2H_STATS = 110,   /* RING_STATS_COUNT u64 counters: progress while a job runs */
+    RING_E2H_LEADER_NONCE = 111,  /* worker u32, nonce[32] */
+    RING_E2H_LEADER_BUNDLE = 112, /* worker u32, the worker's sealed provisioning bundle */
 };
 
 /* RING_E2H_STATS counters, in order. */
@@ -59,6 +65,16 @@ enum ring_stat {
 #define RING_REPORT_SIZE (64u + 32u + 32u)
 #define RING_READY_SIZE (32u * 3 + 4u + 4u)
 #define RING_STATS_SIZE (8u * RING_STATS_COUNT)
+#define RING_LEADER_NONCE_SIZE (4u + 32u)
+
+/* A leader's provisioning bundle carries its configuration in the bundle's args (the owner
+ * signed them with the rest of the bundle):
+ *   magic "PSLL" | delegation[DELEG_SIZE] | key_count u8 | platform_pk[key_count][32]
+ *   | the workers' args (the rest)
+ * The delegation must name the leader's own key; the platform keys are the ones whose evidence
+ * the leader trusts. The bundle's script, chunk name, limits, worker count and client keys are
+ * the template of every worker's bundle. */
+#define RING_LEADER_MAGIC "PSLL"
 /* Every host message fits in one record-sized frame. */
 #define RING_H2E_SIZE_MAX PSL_MSG_SIZE_MAX
 

@@ -16,7 +16,7 @@ static void sink(void *ctx, uint32_t type, const uint8_t *data, size_t size)
 {
     (void)ctx;
     (void)data;
-    PSL_ASSERT(type >= RING_E2H_HELLO && type <= RING_E2H_STATS);
+    PSL_ASSERT(type >= RING_E2H_HELLO && type <= RING_E2H_LEADER_BUNDLE);
     if (type == RING_E2H_REPORT)
         PSL_ASSERT(size == RING_REPORT_SIZE);
     else if (type == RING_E2H_ERROR)

@@ -28,6 +28,7 @@
 #include "capsule/export.h"
 #include "capsule/keyfile.h"
 #include "node/enclave_host.h"
+#include "ring/abi.h"
 #include "node/federation.h"
 
 static _Noreturn void fail(const char *fmt, const char *detail)
@@ -302,6 +303,131 @@ static int check_refuse(const char *enclave, const char *dir)
     return 0;
 }
 
+/* ---- leader: a delegated leader enclave certifies a worker without the owner ---- */
+
+/* The worker's attestation message over nonce, with its evidence signed by platform for
+ * measurement (the true one, or a lie). */
+static size_t worker_msg(struct enclave_host *w, const struct signer *platform,
+                         const uint8_t measurement[HASH_SIZE], const uint8_t nonce[32],
+                         uint8_t msg[ATTEST_MSG_SIZE_MAX])
+{
+    struct enclave_report rp;
+    must(enclave_host_report(w, nonce, &rp, 5000), "worker report");
+    struct evidence ev;
+    evidence_sim_sign(&ev, platform, measurement, rp.report_data);
+    size_t size;
+    must(attest_msg_encode(&ev, rp.sign_pk, rp.kx_pk, msg, ATTEST_MSG_SIZE_MAX, &size), "msg");
+    return size;
+}
+
+static int check_leader(const char *enclave, const char *dir)
+{
+    struct refuse_ctx c;
+    must(signer_init(&c.owner, NULL), "owner");
+    must(attest_sim_platform_load(&c.platform, dir), "platform key");
+    must(attest_measure_file(enclave, c.measurement), "measure");
+    make_meta(&c.meta, &c.owner, c.measurement, "leader test");
+    rng_bytes(c.capsule_key, sizeof c.capsule_key);
+    attest_policy_init(&c.policy, &c.meta);
+    must(attest_policy_trust_platform(&c.policy, c.platform.pk), "trust");
+    struct inproc_bus *bus;
+    struct fabric *fab = bus_fabric(&bus);
+    struct enclave_host_config hc = {.enclave_path = enclave, .name = "leader"};
+    struct enclave_host *L, *W;
+    must(enclave_host_start(&L, &hc, fab, 10000), "start leader");
+    hc.name = "worker";
+    must(enclave_host_start(&W, &hc, fab, 10000), "start worker");
+
+    /* The owner attests the leader, delegates to it and provisions it: its last act. */
+    uint8_t nl[32];
+    struct attest_verified vl;
+    attest(&c, L, nl, &vl);
+    uint64_t now = clock_wall_ms();
+    struct delegation d = {.roles_mask = ROLE_BIT(ROLE_WORKER) | ROLE_BIT(ROLE_COORDINATOR),
+                           .not_before_ms = now - 60000,
+                           .not_after_ms = now + 3600000,
+                           .serial = 7};
+    memcpy(d.capsule, c.meta.name, HASH_SIZE);
+    memcpy(d.leader_pk, vl.sign_pk, SIGN_PK_SIZE);
+    memcpy(d.measurement, c.measurement, HASH_SIZE);
+    deleg_sign(&d, &c.owner);
+    uint8_t args[4 + DELEG_SIZE + 1 + SIGN_PK_SIZE + 5];
+    memcpy(args, RING_LEADER_MAGIC, 4);
+    deleg_encode(&d, args + 4);
+    args[4 + DELEG_SIZE] = 1;
+    memcpy(args + 4 + DELEG_SIZE + 1, c.platform.pk, SIGN_PK_SIZE);
+    memcpy(args + 4 + DELEG_SIZE + 1 + SIGN_PK_SIZE, "hello", 5);
+    static const char script[] = "function main(a) local me, n = psl.worker() return {a, me, n} end";
+    struct provision_issuer is = {.signer = &c.owner, .meta = &c.meta, .capsule_key = c.capsule_key};
+    struct provision_cert_spec spec = {.role = ROLE_LEADER, .not_before_ms = now - 60000,
+                                       .not_after_ms = now + 3600000};
+    struct writer_cert lcert;
+    must(provision_issue_cert(&is, &vl, &spec, now, &lcert), "leader cert");
+    struct kx_keypair client;
+    must(kx_init(&client, NULL), "client key");
+    struct provision_job pj = {.worker_count = 1, .script = (const uint8_t *)script,
+                               .script_size = sizeof script - 1, .chunk_name = "led.lua",
+                               .args = args, .args_size = sizeof args};
+    rng_bytes(pj.job_id, JOB_ID_SIZE);
+    memcpy(pj.client_kx_pk, client.pk, KX_PK_SIZE);
+    memcpy(pj.client_sign_pk, c.owner.pk, SIGN_PK_SIZE);
+    uint8_t *x;
+    size_t xs;
+    must(provision_seal(&is, &lcert, nl, &pj, vl.kx_pk, &x, &xs), "seal leader");
+    char why[256];
+    if (enclave_host_provision(L, x, xs, why, sizeof why, 5000) != PSL_OK)
+        fail("the leader was not provisioned: %s", why);
+    free(x);
+    signer_deinit(&c.owner); /* the owner goes offline */
+
+    /* 1. A worker whose evidence claims another measurement is refused by the leader. */
+    uint8_t nonce[32], msg[ATTEST_MSG_SIZE_MAX];
+    must(enclave_host_leader_nonce(L, 0, nonce, 5000), "leader nonce");
+    uint8_t other[HASH_SIZE];
+    memcpy(other, c.measurement, HASH_SIZE);
+    other[0] ^= 1;
+    size_t ms = worker_msg(W, &c.platform, other, nonce, msg);
+    if (enclave_host_leader_issue(L, 0, msg, ms, &x, &xs, why, sizeof why, 5000) == PSL_OK)
+        fail("%s", "the leader certified a worker of another measurement");
+    printf("leader refused another measurement: %s\n", why);
+    /* 2. Replaying a message after its nonce was used is refused too. */
+    if (enclave_host_leader_issue(L, 0, msg, ms, &x, &xs, why, sizeof why, 5000) == PSL_OK)
+        fail("%s", "the leader accepted a replayed attestation");
+    printf("leader refused a replay: %s\n", why);
+    /* 3. The honest worker: nonce from the leader, evidence, certificate under the delegation. */
+    must(enclave_host_leader_nonce(L, 0, nonce, 5000), "leader nonce");
+    ms = worker_msg(W, &c.platform, c.measurement, nonce, msg);
+    if (enclave_host_leader_issue(L, 0, msg, ms, &x, &xs, why, sizeof why, 5000) != PSL_OK)
+        fail("the leader refused the honest worker: %s", why);
+    if (enclave_host_provision(W, x, xs, why, sizeof why, 5000) != PSL_OK)
+        fail("the worker refused the leader's bundle: %s", why);
+    free(x);
+    psl_err job_err;
+    uint8_t *sealed;
+    size_t ss;
+    must(enclave_host_wait_result(W, 30000, &job_err, &sealed, &ss), "worker result");
+    struct result_opened ro;
+    must(result_open(&client, &c.meta, pj.job_id, clock_wall_ms(), sealed, ss, &ro),
+         "the client could not verify the result");
+    free(sealed);
+    if (job_err || ro.size < 2 || ro.data[0] != 1 ||
+        memcmp(ro.data + 1, "[\"hello\",0,1]", ro.size - 1) != 0)
+        fail("%s", "unexpected result");
+    if (memcmp(ro.cert.issuer_pk, vl.sign_pk, SIGN_PK_SIZE) != 0)
+        fail("%s", "the worker's certificate was not issued by the leader");
+    printf("worker certified by the leader returned %.*s\n", (int)ro.size - 1,
+           (const char *)ro.data + 1);
+    result_opened_free(&ro);
+    kx_deinit(&client);
+    enclave_host_stop(W, 2000);
+    enclave_host_stop(L, 2000);
+    fabric_destroy(fab);
+    inproc_bus_destroy(bus);
+    signer_deinit(&c.platform);
+    printf("ok: a delegated leader enclave certifies workers without the owner\n");
+    return 0;
+}
+
 /* ---- secrecy ---- */
 
 #define MARK_KEY "psl-secret-key-7f3a9c"
@@ -454,8 +580,10 @@ int main(int argc, char **argv)
         return check_garbage(argv[2]);
     if (argc >= 4 && !strcmp(argv[1], "refuse"))
         return check_refuse(argv[2], argv[3]);
+    if (argc >= 4 && !strcmp(argv[1], "leader"))
+        return check_leader(argv[2], argv[3]);
     if (argc >= 4 && !strcmp(argv[1], "secrecy"))
         return check_secrecy(argv[2], argv[3]);
-    fprintf(stderr, "usage: enclave_check seccomp|garbage ENCLAVE | refuse|secrecy ENCLAVE DIR\n");
+    fprintf(stderr, "usage: enclave_check seccomp|garbage ENCLAVE | refuse|leader|secrecy ENCLAVE DIR\n");
     return 2;
 }
