@@ -95,5 +95,15 @@ check "missing file" 3 "$PSL" capsule verify "$T/nope.pslx"
 check "verify usage" 2 "$PSL" capsule verify
 check "verify --help" 0 "$PSL" capsule verify --help
 
+# graph: DOT with one cluster per writer, prev edges and dashed SYNC edges
+check "graph" 0 "$PSL" capsule graph "$X"
+expect_grep "graph is DOT" "^digraph capsule" "$T/out"
+expect_grep "graph has writer clusters" "subgraph cluster_0" "$T/out"
+expect_grep "graph has SYNC merges" "style=dashed" "$T/out"
+check "graph to a file" 0 "$PSL" capsule graph "$X" --out "$T/g.dot"
+expect_grep "graph file" "^digraph capsule" "$T/g.dot"
+check "graph of a tampered export" 1 "$PSL" capsule graph "$T/trunc.pslx"
+check "graph usage" 2 "$PSL" capsule graph
+
 echo "$pass passed, $fails failed"
 [ "$fails" -eq 0 ]

@@ -24,6 +24,7 @@ int cmd_capsule(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_fetch(int argc, char **argv);
 int cmd_run(int argc, char **argv);
+int cmd_graph(int argc, char **argv);
 
 /* Loads and verifies the metadata and record list of an export file. *buf owns the bytes that
  * view points into. Returns an exit code (EXIT_OK on success) after reporting any error. */

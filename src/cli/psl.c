@@ -23,6 +23,7 @@ static const char usage[] =
     "  capsule verify    verify an exported capsule: writers, heads, forks, failures\n"
     "  capsule log       list the records of an exported capsule, one per line\n"
     "  capsule fetch     export a capsule from its storage servers (freshness read)\n"
+    "  capsule graph     draw a capsule's DAG (writers' chains, SYNC merges) as DOT or SVG\n"
     "  demo              build a demo capsule with three writers and a SYNC merge, export\n"
     "                    it, verify it, and print a summary\n"
     "\n"
