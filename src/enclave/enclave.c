@@ -30,6 +30,7 @@
 #include "scl/runner.h"
 
 #define FLUSH_TIMEOUT_MS 120000u
+#define GET_TIMEOUT_MS 60000u
 #define STATS_INTERVAL_MS 200u
 #define RECV_POLL_MS 50
 
@@ -178,7 +179,9 @@ static psl_err op_get(void *ctx, const uint8_t *key, size_t key_size, uint8_t **
     if (!buf)
         return PSL_ERR_NOMEM;
     psl_err err;
-    while ((err = scl_get(e->eng, key, key_size, buf, cap, &size)) == PSL_ERR_TOO_LARGE) {
+    /* scl_runner_get waits while the engine fetches a CapsuleDB block or recovers. */
+    while ((err = scl_runner_get(e->runner, key, key_size, buf, cap, &size, GET_TIMEOUT_MS)) ==
+           PSL_ERR_TOO_LARGE) {
         uint8_t *bigger = realloc(buf, size);
         if (!bigger) {
             free(buf);

@@ -155,6 +155,33 @@ static void cache_insert(struct lsm_reader *rd, struct lsm_cached *c)
     }
 }
 
+bool lsm_reader_cached(const struct lsm_reader *rd, const uint8_t hash[HASH_SIZE])
+{
+    return cache_find(rd, hash) != NULL;
+}
+
+psl_err lsm_reader_insert(struct lsm_reader *rd, const uint8_t hash[HASH_SIZE],
+                          struct lsm_block *b)
+{
+    struct lsm_cached *c = NULL;
+    size_t mem = lsm_block_mem_size(b) + sizeof *c;
+    if (cache_find(rd, hash) || mem > rd->cache_bytes_max) {
+        lsm_block_deinit(b);
+        return PSL_OK;
+    }
+    c = calloc(1, sizeof *c);
+    if (!c) {
+        lsm_block_deinit(b);
+        return PSL_ERR_NOMEM;
+    }
+    c->block = *b;
+    memset(b, 0, sizeof *b);
+    memcpy(c->hash, hash, HASH_SIZE);
+    c->mem_size = mem;
+    cache_insert(rd, c);
+    return PSL_OK;
+}
+
 void lsm_reader_cache_clear(struct lsm_reader *rd)
 {
     while (rd->lru_last)

@@ -82,6 +82,15 @@ psl_err lsm_reader_pin(struct lsm_reader *rd, const struct lsm_block_ref *ref,
 /* The pinned block (borrowed until the pin is released). */
 const struct lsm_block *lsm_cached_block(const struct lsm_cached *c);
 void lsm_reader_unpin(struct lsm_reader *rd, struct lsm_cached *c);
+/* Whether the block named hash is in the cache (a pin would not fetch). */
+bool lsm_reader_cached(const struct lsm_reader *rd, const uint8_t hash[HASH_SIZE]);
+/* Caches a block the caller made itself (the compactor, right after sealing it), under hash, so
+ * that the next merge does not fetch it back. b is taken (its plaintext then belongs to the
+ * cache; the struct is zeroed); the caller vouches that it is the block hash names, since nothing
+ * is checked. A block already cached, or larger than the cache, is simply freed.
+ * Errors: PSL_ERR_NOMEM (b freed). */
+psl_err lsm_reader_insert(struct lsm_reader *rd, const uint8_t hash[HASH_SIZE],
+                          struct lsm_block *b) PSL_MUST_USE;
 /* Drops every cached block that is not pinned. */
 void lsm_reader_cache_clear(struct lsm_reader *rd);
 

@@ -5,7 +5,14 @@
  * again to apply (re-checking what may have changed meanwhile).
  * Per other writer the engine keeps, by seq, the hash and prev of every record it verified, so
  * that duplicates, gaps, broken links and forks are recognised; memory grows with history until
- * CapsuleDB checkpoints arrive (DESIGN §6). */
+ * CapsuleDB checkpoints arrive (DESIGN §6); a writer seeded from a checkpoint keeps only what
+ * follows the seq the index lists for it (its base).
+ * CapsuleDB state: the adopted index ix and a reader rd over it (used under mu by gets); blocks
+ * fetched for it land in a staging list (one answer per server per wanted hash), which the
+ * reader's fetch callback serves, so a lookup never waits: a hash it lacks becomes a GET_HASH
+ * request and the get answers BUSY. The compactor keeps, per writer, the decrypted operations of
+ * records not yet flushed, flushes them when a SYNC cut is adopted, and merges with its own
+ * reader crd (used by the sealing actor only, under seal_mu). */
 #include "scl/engine.h"
 
 #include <pthread.h>
@@ -20,6 +27,10 @@
 #include "capsule/durability.h"
 #include "capsule/payload.h"
 #include "capsule/proto.h"
+#include "lsm/block.h"
+#include "lsm/compact.h"
+#include "lsm/index.h"
+#include "lsm/lookup.h"
 #include "scl/memtable.h"
 
 #define PEERS_MAX PSL_WRITERS_MAX
@@ -31,6 +42,11 @@
 #define LAMPORT_MAX (1ull << 62)
 #define PENDING_BYTES_MAX (64u << 20)
 #define HEADS_POLL_MS 2000u
+#define STAGED_BYTES_MAX (64u << 20)    /* fetched block records awaiting a reader */
+#define STAGED_MS 10000u                /* ... for at most this long */
+#define WANT_TRIES_MAX 6u               /* GET_HASH rounds before a block counts as missing */
+#define WANTS_MAX 256u
+#define RECOVERY_TAIL 64u               /* records probed at a compactor's head for its index */
 
 struct qop {
     struct qop *next;
@@ -58,7 +74,19 @@ struct sealed {
 struct seen {
     uint8_t hash[HASH_SIZE];
     uint8_t prev[HASH_SIZE];
+    uint64_t lamport; /* the record's header lamport (an index head needs it) */
     bool known;
+};
+
+/* Compactor: the decrypted operations of one DATA record, kept until a cut covers it. */
+struct cbuf {
+    struct cbuf *next;
+    uint64_t seq;
+    uint8_t writer[HASH_SIZE];
+    uint8_t *plain; /* owned, secret: ops point into it */
+    size_t plain_size;
+    struct kv_op *ops;
+    size_t count;
 };
 
 struct peer {
@@ -67,8 +95,14 @@ struct peer {
     bool forked;
     struct writer_cert cert;
     struct aead_key key;
-    struct seen *seen; /* index seq - 1 */
+    struct seen *seen; /* index seq - base - 1 */
     size_t seen_cap;
+    uint64_t base;     /* seeded from a checkpoint: records up to base are in the index */
+    uint8_t base_hash[HASH_SIZE];
+    uint64_t base_lamport;
+    uint64_t rec_head; /* recovery: highest contiguous head a server reported */
+    uint64_t flushed_seq; /* compactor: records up to here are in an index */
+    struct cbuf *cbuf;    /* compactor: records after flushed_seq */
     uint64_t contiguous;
     uint64_t max_seq;
     uint64_t fetch_ms;   /* last request for its records */
@@ -83,6 +117,41 @@ struct pending {
     size_t size;
     uint8_t data[];
 };
+
+/* A block hash a get or a merge needs, asked from the servers. */
+struct want {
+    uint8_t hash[HASH_SIZE];
+    uint64_t request_id;
+    uint64_t asked_ms;
+    unsigned tries;
+    uint32_t answered; /* replica indices that answered (anything) */
+};
+
+/* One server's answer for a wanted hash (the record bytes, unchecked: the reader checks). */
+struct staged {
+    struct staged *next;
+    uint8_t hash[HASH_SIZE];
+    unsigned server;
+    uint64_t at_ms;
+    size_t size;
+    uint8_t data[];
+};
+
+/* Compactor: an adopted cut to flush, with the operations it covers (detached from the peers). */
+struct flush_job {
+    struct flush_job *next;
+    uint8_t sync_hash[HASH_SIZE];
+    uint64_t epoch;
+    struct lsm_index_head *heads;
+    size_t head_count;
+    struct cbuf *bufs;
+    uint8_t (*writers)[HASH_SIZE]; /* writer of each buf, same order */
+    size_t buf_count;
+};
+
+/* Recovery phases: heads, certificates, compactors' tails (records set aside meanwhile), then
+ * the replay after the checkpoint (records flow; put and get wait), then live. */
+enum { RECOV_LIVE = 0, RECOV_HEADS, RECOV_CERTS, RECOV_TAILS, RECOV_REPLAY };
 
 struct action_node {
     struct action_node *next;
@@ -135,6 +204,34 @@ struct scl_engine {
     uint8_t sync_pending_hash[HASH_SIZE];
     uint64_t sync_pending_epoch;
     struct peer *sync_pending_from; /* the coordinator that sealed it */
+    /* CapsuleDB */
+    bool compactor;
+    struct lsm_policy policy;
+    struct lsm_index ix;        /* adopted (empty: generation 0) */
+    bool ix_fresh;              /* adopted since the last eviction pass */
+    bool partial;               /* the memtable may lack versions the index holds */
+    struct lsm_reader rd;       /* gets, under mu */
+    struct want *wants;
+    size_t want_count;
+    struct staged *staged;
+    size_t staged_bytes;
+    bool miss;                  /* set by the fetch callback: a hash not staged */
+    uint8_t miss_hash[HASH_SIZE];
+    struct lsm_reader crd;      /* compactor merges, under seal_mu */
+    struct lsm_index cix;       /* compactor: the newest index it made (or recovered) */
+    struct flush_job *jobs, *jobs_tail;
+    bool compact_broken;        /* a flush failed: no later index may claim its cut */
+    uint8_t *held;              /* compactor: sealed index waiting for its blocks' durability */
+    size_t held_size;
+    uint64_t held_seq, held_after;
+    uint8_t held_hash[HASH_SIZE];
+    uint64_t *own_lamport;      /* compactor: lamport of each own record, index seq - 1 */
+    size_t own_lamport_cap;
+    /* recovery */
+    int recov;
+    uint64_t recov_ms;
+    uint32_t recov_servers;
+    struct lsm_index cand;      /* the best index seen while recovering */
     struct scl_stats st;
 };
 
@@ -165,8 +262,8 @@ static void emit(struct scl_engine *e, uint8_t kind, const uint8_t *writer, cons
 }
 
 /* Emits a server request; writer/from/to for GET_RANGE, hash for GET_HASH (NULL otherwise). */
-static void emit_request(struct scl_engine *e, uint8_t type, const uint8_t *writer, uint64_t from,
-                         uint64_t to, const uint8_t *hash)
+static uint64_t emit_request(struct scl_engine *e, uint8_t type, const uint8_t *writer,
+                             uint64_t from, uint64_t to, const uint8_t *hash)
 {
     struct proto_req q = {.type = type, .request_id = rng_u64(), .from = from, .to = to};
     memcpy(q.requester, e->requester, HASH_SIZE);
@@ -178,6 +275,7 @@ static void emit_request(struct scl_engine *e, uint8_t type, const uint8_t *writ
     uint8_t buf[PROTO_REQ_SIZE_MAX];
     size_t n = proto_req_encode(&q, buf);
     emit(e, SCL_ACT_REQUEST, NULL, buf, n);
+    return q.request_id;
 }
 
 static void reject(struct scl_engine *e, psl_err err)
@@ -217,16 +315,17 @@ static struct peer *peer_get(struct scl_engine *e, const uint8_t id[HASH_SIZE])
 
 static struct seen *seen_at(struct peer *p, uint64_t seq, bool grow)
 {
-    if (seq == 0)
-        return NULL;
-    if (seq > p->seen_cap) {
+    if (seq <= p->base)
+        return NULL; /* seq 0, or inside a checkpoint */
+    uint64_t rel = seq - p->base;
+    if (rel > p->seen_cap) {
         if (!grow)
             return NULL;
         if (seq > (uint64_t)p->contiguous + SEEN_WINDOW)
             return NULL; /* beyond the window: the caller refuses it for now */
         size_t cap = p->seen_cap ? p->seen_cap : 64;
-        while (cap < seq)
-            cap *= 2; /* seq <= contiguous + window, so this cannot overflow */
+        while (cap < rel)
+            cap *= 2; /* rel <= contiguous - base + window, so this cannot overflow */
         struct seen *n = realloc(p->seen, cap * sizeof *n);
         if (!n)
             return NULL;
@@ -234,7 +333,24 @@ static struct seen *seen_at(struct peer *p, uint64_t seq, bool grow)
         p->seen = n;
         p->seen_cap = cap;
     }
-    return &p->seen[seq - 1];
+    return &p->seen[rel - 1];
+}
+
+/* The hash of a writer's record we hold at seq (the checkpoint's for seq == base), or NULL. */
+static const uint8_t *peer_hash_at(struct peer *p, uint64_t seq)
+{
+    if (seq && seq == p->base)
+        return p->base_hash;
+    struct seen *s = seen_at(p, seq, false);
+    return s && s->known ? s->hash : NULL;
+}
+
+static uint64_t peer_lamport_at(struct peer *p, uint64_t seq)
+{
+    if (seq && seq == p->base)
+        return p->base_lamport;
+    struct seen *s = seen_at(p, seq, false);
+    return s && s->known ? s->lamport : 0;
 }
 
 static void fork_alert(struct scl_engine *e, struct peer *p, const uint8_t a[HASH_SIZE],
@@ -250,6 +366,608 @@ static void fork_alert(struct scl_engine *e, struct peer *p, const uint8_t a[HAS
     emit(e, SCL_ACT_ALERT, p->id, evidence, sizeof evidence);
     LOG_WARN("scl", "msg=\"fork: writer quarantined\" writer=%02x%02x%02x%02x", p->id[0], p->id[1],
              p->id[2], p->id[3]);
+}
+
+/* ---- CapsuleDB: staged block answers and wanted hashes (caller holds mu) ---- */
+
+static struct want *want_find(struct scl_engine *e, const uint8_t hash[HASH_SIZE])
+{
+    for (size_t i = 0; i < e->want_count; i++)
+        if (memcmp(e->wants[i].hash, hash, HASH_SIZE) == 0)
+            return &e->wants[i];
+    return NULL;
+}
+
+static void want_remove(struct scl_engine *e, struct want *w)
+{
+    size_t i = (size_t)(w - e->wants);
+    e->wants[i] = e->wants[--e->want_count];
+}
+
+static void staged_unlink(struct scl_engine *e, struct staged **pp)
+{
+    struct staged *g = *pp;
+    *pp = g->next;
+    e->staged_bytes -= g->size;
+    free(g);
+}
+
+/* Drops the staged answers for hash (NULL: those past their time). */
+static void staged_drop(struct scl_engine *e, const uint8_t *hash)
+{
+    struct staged **pp = &e->staged;
+    while (*pp) {
+        bool old = !hash && e->now_ms - (*pp)->at_ms >= STAGED_MS;
+        if (old || (hash && memcmp((*pp)->hash, hash, HASH_SIZE) == 0))
+            staged_unlink(e, pp);
+        else
+            pp = &(*pp)->next;
+    }
+}
+
+static bool staged_has(struct scl_engine *e, const uint8_t hash[HASH_SIZE])
+{
+    for (struct staged *g = e->staged; g; g = g->next)
+        if (memcmp(g->hash, hash, HASH_SIZE) == 0)
+            return true;
+    return false;
+}
+
+/* Keeps one server's answer for a wanted hash. Record bytes are copied once, here; the reader
+ * checks them when it asks for them. */
+static void staged_add(struct scl_engine *e, const uint8_t hash[HASH_SIZE], unsigned server,
+                       const uint8_t *data, size_t size)
+{
+    for (struct staged *g = e->staged; g; g = g->next)
+        if (g->server == server && memcmp(g->hash, hash, HASH_SIZE) == 0)
+            return; /* the first answer of a server stands */
+    while (e->staged && e->staged_bytes + size > STAGED_BYTES_MAX) {
+        struct staged **pp = &e->staged; /* the oldest is last: the list is pushed at the front */
+        while ((*pp)->next)
+            pp = &(*pp)->next;
+        staged_unlink(e, pp);
+    }
+    struct staged *g = malloc(sizeof *g + size);
+    if (!g)
+        return;
+    memcpy(g->hash, hash, HASH_SIZE);
+    g->server = server;
+    g->at_ms = e->now_ms;
+    g->size = size;
+    memcpy(g->data, data, size);
+    g->next = e->staged;
+    e->staged = g;
+    e->staged_bytes += size;
+}
+
+/* Asks the servers for the record named hash unless that is under way. Returns false once the
+ * hash was asked WANT_TRIES_MAX times without an answer that passed (the want is then forgotten,
+ * so that a later read starts over). */
+static bool want_hash(struct scl_engine *e, const uint8_t hash[HASH_SIZE])
+{
+    struct want *w = want_find(e, hash);
+    if (w) {
+        if (w->tries >= WANT_TRIES_MAX && e->now_ms - w->asked_ms >= e->cfg.fetch_retry_ms) {
+            want_remove(e, w);
+            staged_drop(e, hash);
+            return false;
+        }
+        return true;
+    }
+    if (e->want_count == WANTS_MAX)
+        return true; /* asked once some others are done */
+    w = &e->wants[e->want_count++];
+    memset(w, 0, sizeof *w);
+    memcpy(w->hash, hash, HASH_SIZE);
+    w->request_id = emit_request(e, REQ_GET_HASH, NULL, 0, 0, hash);
+    w->asked_ms = e->now_ms;
+    w->tries = 1;
+    e->st.lsm_block_requests++;
+    return true;
+}
+
+/* Forgets the wants (and staged answers) of blocks rd now holds. */
+static void wants_settle(struct scl_engine *e, const struct lsm_reader *rd)
+{
+    for (size_t i = 0; i < e->want_count;) {
+        if (lsm_reader_cached(rd, e->wants[i].hash)) {
+            staged_drop(e, e->wants[i].hash);
+            e->wants[i] = e->wants[--e->want_count];
+        } else {
+            i++;
+        }
+    }
+}
+
+static psl_err fetch_staged(struct scl_engine *e, unsigned source, const uint8_t hash[HASH_SIZE],
+                            uint8_t *buf, size_t cap, size_t *size)
+{
+    for (struct staged *g = e->staged; g; g = g->next) {
+        if (g->server != source || memcmp(g->hash, hash, HASH_SIZE) != 0)
+            continue;
+        if (g->size > cap)
+            return PSL_ERR_TOO_LARGE;
+        memcpy(buf, g->data, g->size);
+        *size = g->size;
+        return PSL_OK;
+    }
+    e->miss = true;
+    memcpy(e->miss_hash, hash, HASH_SIZE);
+    return PSL_ERR_NOT_FOUND;
+}
+
+/* The fetch callback of rd: called under mu (gets). */
+static psl_err rd_fetch(void *ctx, unsigned source, const uint8_t hash[HASH_SIZE], uint8_t *buf,
+                        size_t cap, size_t *size)
+{
+    return fetch_staged(ctx, source, hash, buf, cap, size);
+}
+
+/* The fetch callback of crd: called by the sealing actor without mu. */
+static psl_err crd_fetch(void *ctx, unsigned source, const uint8_t hash[HASH_SIZE], uint8_t *buf,
+                         size_t cap, size_t *size)
+{
+    struct scl_engine *e = ctx;
+    pthread_mutex_lock(&e->mu);
+    psl_err err = fetch_staged(e, source, hash, buf, cap, size);
+    pthread_mutex_unlock(&e->mu);
+    return err;
+}
+
+/* ---- CapsuleDB: the index in use, eviction ---- */
+
+/* Adopts nix (taken) when it is newer than the index in use (caller holds mu). */
+static void index_adopt(struct scl_engine *e, struct lsm_index *nix)
+{
+    if (nix->generation <= e->ix.generation) {
+        lsm_index_deinit(nix);
+        return;
+    }
+    lsm_index_deinit(&e->ix);
+    e->ix = *nix;
+    lsm_index_init(nix);
+    e->ix_fresh = true;
+    e->st.lsm_generation = e->ix.generation;
+    e->st.lsm_indexes_adopted++;
+}
+
+/* Decrypts and decodes a verified LSM_INDEX record of p (caller holds mu). Only a compactor's
+ * index counts (DESIGN §6): any other writer's is refused with PSL_ERR_CERT_ROLE. */
+static psl_err index_open(struct peer *p, const struct record_view *v, struct lsm_index *out)
+{
+    if (p->cert.role != ROLE_COMPACTOR)
+        return PSL_ERR_CERT_ROLE;
+    uint8_t *plain = malloc(v->h.payload_size ? v->h.payload_size : 1);
+    if (!plain)
+        return PSL_ERR_NOMEM;
+    size_t n = 0;
+    psl_err err = record_open(v, &p->key, plain, v->h.payload_size, &n);
+    if (!err)
+        err = lsm_index_decode(out, plain, n);
+    secret_wipe(plain, v->h.payload_size);
+    free(plain);
+    return err;
+}
+
+struct evict_ctx {
+    const struct lsm_index *ix;
+    size_t goal;  /* bytes to free */
+    size_t freed;
+    uint8_t **keys;
+    size_t *sizes;
+    size_t count, cap;
+};
+
+static psl_err evict_visit(void *ctx, const struct memtable_entry_view *v)
+{
+    struct evict_ctx *c = ctx;
+    if (c->freed >= c->goal)
+        return PSL_ERR_EXISTS; /* enough: stop the walk */
+    if (!lsm_index_covers(c->ix, v->writer, v->lamport))
+        return PSL_OK;
+    if (c->count == c->cap) {
+        size_t cap = c->cap ? 2 * c->cap : 256;
+        uint8_t **k = realloc(c->keys, cap * sizeof *k);
+        if (!k)
+            return PSL_ERR_NOMEM;
+        c->keys = k;
+        size_t *s = realloc(c->sizes, cap * sizeof *s);
+        if (!s)
+            return PSL_ERR_NOMEM;
+        c->sizes = s;
+        c->cap = cap;
+    }
+    uint8_t *k = malloc(v->key_size);
+    if (!k)
+        return PSL_ERR_NOMEM;
+    memcpy(k, v->key, v->key_size);
+    c->keys[c->count] = k;
+    c->sizes[c->count++] = v->key_size;
+    c->freed += v->key_size + v->value_size + 64;
+    return PSL_OK;
+}
+
+/* Past the memory bound, evicts keys whose version the index in use covers (DESIGN §6) down to
+ * three quarters of the bound; only a new index can make more keys evictable, so the walk runs
+ * once per adopted index (caller holds mu). */
+static void evict_covered(struct scl_engine *e)
+{
+    size_t bound = e->cfg.memtable_bytes_max;
+    if (!bound || !e->ix_fresh || memtable_bytes(&e->mt) <= bound)
+        return;
+    e->ix_fresh = false;
+    struct evict_ctx c = {.ix = &e->ix, .goal = memtable_bytes(&e->mt) - bound / 4 * 3};
+    /* The walk stops early with EXISTS (enough found) or NOMEM; either way, evict what it found. */
+    psl_err walked = memtable_foreach(&e->mt, evict_visit, &c);
+    (void)walked;
+    for (size_t i = 0; i < c.count; i++) {
+        if (memtable_remove(&e->mt, c.keys[i], c.sizes[i]))
+            e->st.lsm_evicted++;
+        secret_wipe(c.keys[i], c.sizes[i]);
+        free(c.keys[i]);
+    }
+    if (c.count)
+        e->partial = true;
+    free(c.keys);
+    free(c.sizes);
+}
+
+/* Reads key through the tree when the memtable may not hold its newest version (caller holds
+ * mu; mv is the memtable's entry or NULL). Answers like scl_get. */
+static psl_err lsm_get_locked(struct scl_engine *e, const uint8_t *key, size_t key_size,
+                              const struct memtable_entry_view *mv, uint8_t *out, size_t cap,
+                              size_t *size)
+{
+    struct lsm_result res;
+    e->miss = false;
+    e->st.lsm_lookups++;
+    uint64_t refused = e->rd.stats.refused;
+    psl_err err = lsm_lookup(&e->rd, &e->ix, key, key_size, &res);
+    e->st.lsm_blocks_refused += e->rd.stats.refused - refused;
+    if (err == PSL_ERR_IO || err == PSL_ERR_AUTH) {
+        if (e->miss)
+            return want_hash(e, e->miss_hash) ? PSL_ERR_BUSY : PSL_ERR_IO;
+        return err; /* every server answered, and every answer was refused */
+    }
+    if (err)
+        return err;
+    wants_settle(e, &e->rd);
+    const uint8_t *v = NULL;
+    size_t n = 0;
+    bool live;
+    struct lsm_entry me;
+    if (mv) {
+        me = (struct lsm_entry){.kind = mv->tombstone ? OP_DEL : OP_PUT, .lamport = mv->lamport,
+                                .writer = mv->writer, .key = mv->key,
+                                .key_size = (uint16_t)mv->key_size, .value = mv->value,
+                                .value_size = (uint32_t)mv->value_size};
+    }
+    if (res.found && (!mv || lsm_version_cmp(&res.entry, &me) > 0)) {
+        live = res.entry.kind == OP_PUT;
+        v = res.entry.value;
+        n = res.entry.value_size;
+    } else {
+        live = mv && !mv->tombstone;
+        v = mv ? mv->value : NULL;
+        n = mv ? mv->value_size : 0;
+    }
+    err = PSL_ERR_NOT_FOUND;
+    if (live) {
+        *size = n;
+        err = n > cap ? PSL_ERR_TOO_LARGE : PSL_OK;
+        if (!err && n)
+            memcpy(out, v, n);
+    }
+    lsm_result_release(&e->rd, &res);
+    return err;
+}
+
+/* ---- CapsuleDB: the compactor ---- */
+
+static void own_lamport_set(struct scl_engine *e, uint64_t seq, uint64_t lamport)
+{
+    if (!e->compactor || seq == 0)
+        return;
+    if (seq > e->own_lamport_cap) {
+        size_t cap = e->own_lamport_cap ? e->own_lamport_cap : 64;
+        while (cap < seq)
+            cap *= 2;
+        uint64_t *n = realloc(e->own_lamport, cap * sizeof *n);
+        if (!n)
+            return; /* this head is then left out of the index: replayed, never lost */
+        memset(n + e->own_lamport_cap, 0, (cap - e->own_lamport_cap) * sizeof *n);
+        e->own_lamport = n;
+        e->own_lamport_cap = cap;
+    }
+    e->own_lamport[seq - 1] = lamport;
+}
+
+/* Keeps a sealed record of ours until it is durable, and publishes it (caller holds mu). */
+static void track_sealed(struct scl_engine *e, const uint8_t *data, size_t size,
+                         const uint8_t hash[HASH_SIZE], uint64_t seq)
+{
+    uint8_t *copy = malloc(size);
+    if (copy && e->unacked_count == e->unacked_cap) {
+        size_t cap = e->unacked_cap ? e->unacked_cap * 2 : 64;
+        struct sealed *n = realloc(e->unacked, cap * sizeof *n);
+        if (n) {
+            e->unacked = n;
+            e->unacked_cap = cap;
+        }
+    }
+    if (copy && e->unacked_count < e->unacked_cap) {
+        memcpy(copy, data, size);
+        struct sealed *s = &e->unacked[e->unacked_count++];
+        *s = (struct sealed){.seq = seq, .ops_cum = e->ops_sealed, .data = copy, .size = size};
+        memcpy(s->hash, hash, HASH_SIZE);
+        e->unacked_bytes += size;
+        copy = NULL;
+    }
+    free(copy);
+    if (e->unacked_count == 1)
+        e->progress_ms = e->now_ms; /* the quiet time before a re-send starts now */
+    e->st.records_sealed++;
+    e->st.sealed_seq = seq;
+    emit(e, SCL_ACT_PUBLISH, NULL, data, size);
+}
+
+/* Publishes the held index once every block before it is durable (caller holds mu). */
+static void release_held(struct scl_engine *e)
+{
+    if (!e->held || e->dur.durable < e->held_after)
+        return;
+    track_sealed(e, e->held, e->held_size, e->held_hash, e->held_seq);
+    e->st.sealed_seq = e->chain.seq;
+    free(e->held);
+    e->held = NULL;
+}
+
+/* The sink of the compactor's steps: seals a block as the next record of our chain, publishes
+ * it, and caches its plaintext for later merges (caller holds seal_mu, not mu). */
+static psl_err sink_put(void *ctx, uint8_t *buf, size_t cap, size_t plain_size,
+                        uint8_t hash_out[HASH_SIZE])
+{
+    struct scl_engine *e = ctx;
+    uint8_t *plain = malloc(plain_size);
+    if (!plain)
+        return PSL_ERR_NOMEM;
+    memcpy(plain, buf + PSL_RECORD_HEADER_SIZE, plain_size);
+    pthread_mutex_lock(&e->mu);
+    uint64_t lamport = ++e->clock;
+    memcpy(e->chain.sync, e->sync_next, HASH_SIZE);
+    pthread_mutex_unlock(&e->mu);
+    size_t size;
+    psl_err err = lsm_block_seal(&e->chain, &e->keys, lamport, buf, cap, plain_size, &size,
+                                 hash_out);
+    if (err) {
+        secret_wipe(plain, plain_size);
+        free(plain);
+        return err;
+    }
+    pthread_mutex_lock(&e->mu);
+    own_lamport_set(e, e->chain.seq, lamport);
+    track_sealed(e, buf, size, hash_out, e->chain.seq);
+    e->st.lsm_blocks_written++;
+    e->st.lsm_record_bytes += size;
+    pthread_mutex_unlock(&e->mu);
+    struct lsm_block b;
+    if (lsm_block_load(&b, plain, plain_size) != PSL_OK) {
+        secret_wipe(plain, plain_size);
+        free(plain);
+        return PSL_OK;
+    }
+    if (lsm_reader_insert(&e->crd, hash_out, &b) != PSL_OK)
+        LOG_DEBUG("scl", "msg=\"new block not cached\""); /* fetched back if a merge needs it */
+    return PSL_OK;
+}
+
+/* Whether every block of levels lv and lv + 1 is at hand for a merge; asks for the others
+ * (caller holds seal_mu, not mu). A merge reads only blocks that overlap, but finding those is
+ * the merge's own work: asking for all is the simple upper bound. */
+static bool merge_ready(struct scl_engine *e, const struct lsm_index *ix, size_t lv)
+{
+    bool ready = true;
+    pthread_mutex_lock(&e->mu);
+    for (size_t l = lv; l <= lv + 1 && l < ix->level_count; l++)
+        for (size_t r = 0; r < ix->levels[l].run_count; r++)
+            for (size_t b = 0; b < ix->levels[l].runs[r].block_count; b++) {
+                const uint8_t *h = ix->levels[l].runs[r].blocks[b].hash;
+                if (!lsm_reader_cached(&e->crd, h) && !staged_has(e, h)) {
+                    ready = false;
+                    (void)want_hash(e, h);
+                }
+            }
+    pthread_mutex_unlock(&e->mu);
+    return ready;
+}
+
+static void flush_job_free(struct flush_job *j)
+{
+    while (j->bufs) {
+        struct cbuf *b = j->bufs;
+        j->bufs = b->next;
+        secret_wipe(b->plain, b->plain_size);
+        free(b->plain);
+        free(b->ops);
+        free(b);
+    }
+    free(j->writers);
+    free(j->heads);
+    free(j);
+}
+
+/* One adopted cut: flush its operations as a level-0 run, merge what the policy asks for (when
+ * the blocks are at hand), seal the index and hold it until its blocks are durable. Caller holds
+ * seal_mu, not mu. An error here would leave a cut's operations out of every later index, so it
+ * stops compaction for good (compact_broken: the tree stays at the last index, memtables keep
+ * what they hold) and is logged. */
+static void compactor_run(struct scl_engine *e, struct flush_job *j)
+{
+    size_t total = 0, k = 0;
+    for (struct cbuf *b = j->bufs; b; b = b->next)
+        total += b->count;
+    struct lsm_entry *ents = malloc((total ? total : 1) * sizeof *ents);
+    struct lsm_index nix, merged;
+    lsm_index_init(&nix);
+    struct lsm_sink sink = {.put = sink_put, .ctx = e};
+    struct lsm_compact_stats cst = {0};
+    psl_err err = ents ? PSL_OK : PSL_ERR_NOMEM;
+    size_t bi = 0;
+    for (struct cbuf *b = j->bufs; b && !err; b = b->next, bi++)
+        for (size_t i = 0; i < b->count; i++) {
+            const struct kv_op *o = &b->ops[i];
+            ents[k++] = (struct lsm_entry){.kind = o->op, .lamport = o->lamport,
+                                           .writer = j->writers[bi], .key = o->key,
+                                           .key_size = o->key_size, .value = o->value,
+                                           .value_size = o->value_size};
+        }
+    /* Epochs are numbered per coordinator; a replacement coordinator may count from lower, and
+     * the index's epoch must grow, so it is the compactor's count when they disagree. */
+    struct lsm_cut cut = {.epoch = j->epoch, .horizon = 0, .heads = j->heads,
+                          .head_count = j->head_count};
+    if (e->cix.generation && cut.epoch <= e->cix.epoch)
+        cut.epoch = e->cix.epoch + 1;
+    memcpy(cut.sync_hash, j->sync_hash, HASH_SIZE);
+    if (!err)
+        err = lsm_flush(&e->cix, &e->policy, &cut, ents, total, &sink, &nix, &cst);
+    free(ents);
+    for (unsigned guard = 0; !err && guard < LSM_LEVELS_MAX; guard++) {
+        int lv = lsm_compact_pick(&nix, &e->policy);
+        if (lv < 0 || !merge_ready(e, &nix, (size_t)lv))
+            break;
+        psl_err merr = lsm_compact_level(&nix, &e->policy, (size_t)lv, &e->crd, &sink, &merged,
+                                         &cst);
+        if (merr) {
+            LOG_WARN("scl", "msg=\"merge postponed\" level=%d err=%s", lv, psl_err_name(merr));
+            break; /* blocks sealed for it stay unreferenced; the next cut tries again */
+        }
+        lsm_index_deinit(&nix);
+        nix = merged;
+        pthread_mutex_lock(&e->mu);
+        e->st.lsm_merges++;
+        pthread_mutex_unlock(&e->mu);
+    }
+    uint8_t *buf = NULL;
+    size_t size = 0, cap = 0;
+    uint8_t hash[HASH_SIZE];
+    if (!err) {
+        cap = record_sealed_size(lsm_index_encoded_size(&nix), REC_LSM_INDEX);
+        buf = malloc(cap);
+        err = buf ? PSL_OK : PSL_ERR_NOMEM;
+    }
+    uint64_t lamport = 0;
+    if (!err) {
+        pthread_mutex_lock(&e->mu);
+        lamport = ++e->clock;
+        memcpy(e->chain.sync, e->sync_next, HASH_SIZE);
+        pthread_mutex_unlock(&e->mu);
+        err = lsm_index_seal(&e->chain, &e->keys, lamport, &nix, buf, cap, &size, hash);
+    }
+    struct lsm_index mine;
+    lsm_index_init(&mine);
+    if (!err)
+        err = lsm_index_clone(&nix, &mine);
+    pthread_mutex_lock(&e->mu);
+    if (err) {
+        e->compact_broken = true;
+        e->st.lsm_flush_skipped++;
+        LOG_ERROR("scl", "msg=\"compaction stopped\" err=%s", psl_err_name(err));
+        free(buf);
+    } else {
+        own_lamport_set(e, e->chain.seq, lamport);
+        e->held = buf;
+        e->held_size = size;
+        e->held_seq = e->chain.seq;
+        e->held_after = e->chain.seq - 1;
+        memcpy(e->held_hash, hash, HASH_SIZE);
+        e->st.lsm_flushes++;
+        e->st.lsm_record_bytes += size;
+        index_adopt(e, &mine);
+        release_held(e);
+    }
+    pthread_mutex_unlock(&e->mu);
+    if (!err) {
+        lsm_index_deinit(&e->cix);
+        e->cix = nix;
+    } else {
+        lsm_index_deinit(&nix);
+    }
+    lsm_index_deinit(&mine);
+    flush_job_free(j);
+}
+
+/* Compactor, at the adoption of a SYNC cut (caller holds mu): the heads it can vouch for (the
+ * records it holds with those hashes, with their lamports) and the buffered operations they
+ * cover become a flush job for the sealing actor. */
+static void compactor_queue(struct scl_engine *e, const struct cut_head *heads, size_t n,
+                            uint64_t epoch, const uint8_t sync_hash[HASH_SIZE])
+{
+    if (!e->compactor || e->compact_broken)
+        return;
+    struct flush_job *j = calloc(1, sizeof *j);
+    if (j)
+        j->heads = calloc(n ? n : 1, sizeof *j->heads);
+    if (!j || !j->heads) {
+        free(j);
+        e->compact_broken = true; /* a cut left out: no later index may claim it */
+        e->st.lsm_flush_skipped++;
+        return;
+    }
+    j->epoch = epoch;
+    memcpy(j->sync_hash, sync_hash, HASH_SIZE);
+    struct cbuf **tail = &j->bufs;
+    for (size_t i = 0; i < n; i++) {
+        struct lsm_index_head *h = &j->heads[j->head_count];
+        memcpy(h->writer, heads[i].writer, HASH_SIZE);
+        h->seq = heads[i].seq;
+        memcpy(h->hash, heads[i].hash, HASH_SIZE);
+        if (memcmp(heads[i].writer, e->keys.writer_id, HASH_SIZE) == 0) {
+            if (heads[i].seq > e->own_lamport_cap || !e->own_lamport[heads[i].seq - 1])
+                continue;
+            h->lamport = e->own_lamport[heads[i].seq - 1];
+            j->head_count++;
+            continue;
+        }
+        struct peer *p = peer_find(e, heads[i].writer);
+        const uint8_t *held = p ? peer_hash_at(p, heads[i].seq) : NULL;
+        if (!p || p->forked || !held || memcmp(held, heads[i].hash, HASH_SIZE) != 0)
+            continue; /* left out: recovery replays that writer from further back */
+        h->lamport = peer_lamport_at(p, heads[i].seq);
+        if (!h->lamport)
+            continue;
+        j->head_count++;
+        struct cbuf **pp = &p->cbuf;
+        while (*pp) {
+            struct cbuf *b = *pp;
+            if (b->seq <= heads[i].seq) {
+                *pp = b->next;
+                b->next = NULL;
+                *tail = b;
+                tail = &b->next;
+                j->buf_count++;
+            } else {
+                pp = &b->next;
+            }
+        }
+        if (heads[i].seq > p->flushed_seq)
+            p->flushed_seq = heads[i].seq;
+    }
+    /* Each buf's writer, in list order (the entries point at these ids). */
+    j->writers = malloc((j->buf_count ? j->buf_count : 1) * sizeof *j->writers);
+    if (!j->writers) {
+        flush_job_free(j);
+        e->compact_broken = true;
+        e->st.lsm_flush_skipped++;
+        return;
+    }
+    size_t bi = 0;
+    for (struct cbuf *b = j->bufs; b; b = b->next)
+        memcpy(j->writers[bi++], b->writer, HASH_SIZE);
+    if (e->jobs_tail)
+        e->jobs_tail->next = j;
+    else
+        e->jobs = j;
+    e->jobs_tail = j;
 }
 
 /* ---- creation ---- */
@@ -306,6 +1024,20 @@ psl_err scl_create(struct scl_engine **out, const struct scl_config *cfg, struct
     e->meta = *cfg->meta;
     e->cert = *cfg->cert;
     e->coordinator = cfg->cert->role == ROLE_COORDINATOR || cfg->cert->role == ROLE_LEADER;
+    e->compactor = cfg->cert->role == ROLE_COMPACTOR;
+    if (cfg->lsm_policy)
+        e->policy = *cfg->lsm_policy;
+    else
+        lsm_policy_default(&e->policy);
+    if (lsm_policy_check(&e->policy) != PSL_OK) {
+        free(e);
+        return PSL_ERR_INVALID_ARG;
+    }
+    if (!c->lsm_cache_bytes_max)
+        c->lsm_cache_bytes_max = 16u << 20;
+    lsm_index_init(&e->ix);
+    lsm_index_init(&e->cix);
+    lsm_index_init(&e->cand);
     if (cfg->deleg) {
         e->deleg = *cfg->deleg;
         e->has_deleg = true;
@@ -323,8 +1055,19 @@ psl_err scl_create(struct scl_engine **out, const struct scl_config *cfg, struct
     uint8_t hkey[MEMTABLE_HASH_KEY_SIZE];
     rng_bytes(hkey, sizeof hkey);
     err = PSL_ERR_NOMEM;
-    if (!e->buf || !e->capsule_key || memtable_init(&e->mt, hkey) != PSL_OK)
+    e->wants = calloc(WANTS_MAX, sizeof *e->wants);
+    struct lsm_source rsrc = {.fetch = rd_fetch, .ctx = e, .count = cfg->meta->replica_count};
+    struct lsm_source csrc = {.fetch = crd_fetch, .ctx = e, .count = cfg->meta->replica_count};
+    if (!e->buf || !e->capsule_key || !e->wants)
         goto out_free;
+    if (lsm_reader_init(&e->rd, cfg->meta->name, cfg->capsule_key, &rsrc,
+                        c->lsm_cache_bytes_max) != PSL_OK)
+        goto out_free;
+    if (e->compactor && lsm_reader_init(&e->crd, cfg->meta->name, cfg->capsule_key, &csrc,
+                                        c->lsm_cache_bytes_max) != PSL_OK)
+        goto out_free_rd;
+    if (memtable_init(&e->mt, hkey) != PSL_OK)
+        goto out_free_crd;
     memcpy(e->capsule_key, cfg->capsule_key, AEAD_KEY_SIZE);
     e->keys = *wk; /* taken */
     memset(wk, 0, sizeof *wk);
@@ -334,12 +1077,21 @@ psl_err scl_create(struct scl_engine **out, const struct scl_config *cfg, struct
     pthread_mutex_init(&e->mu, NULL);
     pthread_mutex_init(&e->seal_mu, NULL);
     queue_ctrl(e, REC_CERT, 0);
+    /* A compactor must continue from the newest index, never start a new lineage. */
+    if (c->checkpoint_recovery || e->compactor)
+        e->recov = RECOV_HEADS;
     /* Joining: learn every writer's head from the servers and catch up (DESIGN §5.6). */
     emit_request(e, REQ_GET_HEADS, NULL, 0, 0, NULL);
     *out = e;
     return PSL_OK;
+out_free_crd:
+    if (e->compactor)
+        lsm_reader_deinit(&e->crd);
+out_free_rd:
+    lsm_reader_deinit(&e->rd);
 out_free:
     secret_free(e->capsule_key);
+    free(e->wants);
     free(e->buf);
     free(e);
     return err;
@@ -364,10 +1116,35 @@ void scl_destroy(struct scl_engine *e)
         free(e->unacked[i].data);
     free(e->unacked);
     for (size_t i = 0; i < e->peer_count; i++) {
-        aead_key_deinit(&e->peers[i]->key);
-        free(e->peers[i]->seen);
-        free(e->peers[i]);
+        struct peer *p = e->peers[i];
+        while (p->cbuf) {
+            struct cbuf *b = p->cbuf;
+            p->cbuf = b->next;
+            secret_wipe(b->plain, b->plain_size);
+            free(b->plain);
+            free(b->ops);
+            free(b);
+        }
+        aead_key_deinit(&p->key);
+        free(p->seen);
+        free(p);
     }
+    while (e->jobs) {
+        struct flush_job *j = e->jobs;
+        e->jobs = j->next;
+        flush_job_free(j);
+    }
+    while (e->staged)
+        staged_unlink(e, &e->staged);
+    free(e->wants);
+    free(e->held);
+    free(e->own_lamport);
+    lsm_reader_deinit(&e->rd);
+    if (e->compactor)
+        lsm_reader_deinit(&e->crd);
+    lsm_index_deinit(&e->ix);
+    lsm_index_deinit(&e->cix);
+    lsm_index_deinit(&e->cand);
     free(e->peers);
     while (e->pending) {
         struct pending *p = e->pending;
@@ -401,7 +1178,8 @@ static psl_err local_op(struct scl_engine *e, uint8_t op, const uint8_t *key, si
         return PSL_ERR_TOO_LARGE;
     size_t bytes = DATA_OP_OVERHEAD + key_size + value_size;
     pthread_mutex_lock(&e->mu);
-    if (e->q_ops && (e->q_ops >= e->cfg.queue_ops_max || e->q_bytes + bytes > e->cfg.queue_bytes_max)) {
+    if (e->recov || (e->q_ops && (e->q_ops >= e->cfg.queue_ops_max ||
+                                  e->q_bytes + bytes > e->cfg.queue_bytes_max))) {
         pthread_mutex_unlock(&e->mu);
         return PSL_ERR_BUSY;
     }
@@ -453,6 +1231,25 @@ psl_err scl_get(struct scl_engine *e, const uint8_t *key, size_t key_size, uint8
                 size_t cap, size_t *size)
 {
     pthread_mutex_lock(&e->mu);
+    if (e->recov) {
+        pthread_mutex_unlock(&e->mu);
+        return PSL_ERR_BUSY;
+    }
+    if (e->partial && e->ix.level_count) {
+        /* The memtable may lack the newest version: an evicted key, or one the checkpoint holds
+         * (or one re-created by a late operation with an older stamp). */
+        struct memtable_entry_view mv;
+        psl_err lerr = memtable_lookup(&e->mt, key, key_size, &mv);
+        if (lerr && lerr != PSL_ERR_NOT_FOUND) {
+            pthread_mutex_unlock(&e->mu);
+            return lerr;
+        }
+        if (lerr || mv.lamport <= lsm_index_lamport_max(&e->ix)) {
+            lerr = lsm_get_locked(e, key, key_size, lerr ? NULL : &mv, out, cap, size);
+            pthread_mutex_unlock(&e->mu);
+            return lerr;
+        }
+    }
     const uint8_t *v;
     size_t n;
     psl_err err = memtable_get(&e->mt, key, key_size, &v, &n);
@@ -465,6 +1262,14 @@ psl_err scl_get(struct scl_engine *e, const uint8_t *key, size_t key_size, uint8
     }
     pthread_mutex_unlock(&e->mu);
     return err;
+}
+
+bool scl_is_ready(struct scl_engine *e)
+{
+    pthread_mutex_lock(&e->mu);
+    bool ready = e->recov == RECOV_LIVE;
+    pthread_mutex_unlock(&e->mu);
+    return ready;
 }
 
 uint64_t scl_flush_ticket(struct scl_engine *e)
@@ -506,12 +1311,12 @@ static void build_cut(struct scl_engine *e, struct wr *w, uint8_t type, uint64_t
     }
     for (size_t i = 0; type == REC_SYNC && i < e->peer_count && n < cap; i++) {
         struct peer *p = e->peers[i];
-        struct seen *s = seen_at(p, p->contiguous, false);
-        if (!p->has_cert || p->forked || !s)
+        const uint8_t *h = peer_hash_at(p, p->contiguous);
+        if (!p->has_cert || p->forked || !h)
             continue;
         memcpy(heads[n].writer, p->id, HASH_SIZE);
         heads[n].seq = p->contiguous;
-        memcpy(heads[n].hash, s->hash, HASH_SIZE);
+        memcpy(heads[n].hash, h, HASH_SIZE);
         n++;
     }
     cut_encode(w, epoch, heads, n);
@@ -522,7 +1327,8 @@ psl_err scl_actor_step(struct scl_engine *e)
 {
     pthread_mutex_lock(&e->seal_mu);
     pthread_mutex_lock(&e->mu);
-    if (e->unacked_bytes > e->cfg.unacked_bytes_max) {
+    /* A held index (its blocks are not durable yet) must be the next record anyone sees. */
+    if (e->held || e->unacked_bytes > e->cfg.unacked_bytes_max) {
         pthread_mutex_unlock(&e->mu);
         pthread_mutex_unlock(&e->seal_mu);
         return PSL_ERR_BUSY;
@@ -544,6 +1350,15 @@ psl_err scl_actor_step(struct scl_engine *e)
         else
             build_cut(e, &w, type, c->epoch);
         free(c);
+    } else if (e->jobs && !e->recov) {
+        struct flush_job *j = e->jobs;
+        e->jobs = j->next;
+        if (!e->jobs)
+            e->jobs_tail = NULL;
+        pthread_mutex_unlock(&e->mu);
+        compactor_run(e, j);
+        pthread_mutex_unlock(&e->seal_mu);
+        return PSL_OK;
     } else if (e->q_head) {
         /* Take what queued meanwhile, up to the limits (at least one op). */
         type = REC_DATA;
@@ -599,35 +1414,14 @@ psl_err scl_actor_step(struct scl_engine *e)
     psl_err err = record_chain_seal(&e->chain, &e->keys, type, lamport, e->buf, e->buf_size, w.pos,
                                     &size, hash);
     PSL_ASSERT(err == PSL_OK);
-    uint8_t *copy = malloc(size);
     pthread_mutex_lock(&e->mu);
-    if (copy && e->unacked_count == e->unacked_cap) {
-        size_t cap = e->unacked_cap ? e->unacked_cap * 2 : 64;
-        struct sealed *n = realloc(e->unacked, cap * sizeof *n);
-        if (n) {
-            e->unacked = n;
-            e->unacked_cap = cap;
-        }
-    }
     e->ops_sealed += batch_ops;
     e->st.ops_sealed = e->ops_sealed;
-    if (copy && e->unacked_count < e->unacked_cap) {
-        memcpy(copy, e->buf, size);
-        struct sealed *s = &e->unacked[e->unacked_count++];
-        *s = (struct sealed){.seq = e->chain.seq, .ops_cum = e->ops_sealed, .data = copy, .size = size};
-        memcpy(s->hash, hash, HASH_SIZE);
-        e->unacked_bytes += size;
-        copy = NULL;
-    }
-    if (e->unacked_count == 1)
-        e->progress_ms = e->now_ms; /* the quiet time before a re-send starts now */
-    e->st.records_sealed++;
-    e->st.sealed_seq = e->chain.seq;
+    own_lamport_set(e, e->chain.seq, lamport);
+    track_sealed(e, e->buf, size, hash, e->chain.seq);
     if (type == REC_SYNC)
         e->st.epochs++;
-    emit(e, SCL_ACT_PUBLISH, NULL, e->buf, size);
     pthread_mutex_unlock(&e->mu);
-    free(copy);
     pthread_mutex_unlock(&e->seal_mu);
     return PSL_OK;
 }
@@ -645,6 +1439,8 @@ static bool fetch_due(struct scl_engine *e, struct peer *p)
 /* Asks the servers for a writer's records after its contiguous prefix (caller holds mu). */
 static void request_gap(struct scl_engine *e, struct peer *p, uint64_t upto)
 {
+    if (e->recov && e->recov != RECOV_REPLAY)
+        return; /* the checkpoint decides where replay starts */
     if (upto <= p->contiguous || !fetch_due(e, p))
         return;
     uint64_t from = p->contiguous + 1;
@@ -659,8 +1455,8 @@ static void advance_contiguous(struct peer *p)
         struct seen *next = seen_at(p, p->contiguous + 1, false);
         if (!next || !next->known)
             return;
-        const uint8_t *want = p->contiguous ? seen_at(p, p->contiguous, false)->hash : zero_hash;
-        if (memcmp(next->prev, want, HASH_SIZE) != 0)
+        const uint8_t *want = p->contiguous ? peer_hash_at(p, p->contiguous) : zero_hash;
+        if (!want || memcmp(next->prev, want, HASH_SIZE) != 0)
             return;
         p->contiguous++;
     }
@@ -717,6 +1513,8 @@ static void try_adopt_sync(struct scl_engine *e)
             return;
         }
     }
+    if (ready)
+        compactor_queue(e, heads, n, epoch, e->sync_pending_hash);
     free(heads);
     if (!ready)
         return;
@@ -810,11 +1608,32 @@ static psl_err apply_record(struct scl_engine *e, struct peer *p, const struct r
         }
         if (!err)
             e->st.ops_applied += count;
-        free(ops);
-        secret_wipe(plain, v->h.payload_size);
-        free(plain);
+        struct cbuf *b = NULL;
+        if (!err && e->compactor && v->h.seq > p->flushed_seq && (b = malloc(sizeof *b))) {
+            *b = (struct cbuf){.next = p->cbuf, .seq = v->h.seq, .plain = plain,
+                               .plain_size = v->h.payload_size, .ops = ops, .count = count};
+            memcpy(b->writer, p->id, HASH_SIZE);
+            p->cbuf = b; /* the ops point into plain: both kept until a cut covers them */
+        } else {
+            free(ops);
+            secret_wipe(plain, v->h.payload_size);
+            free(plain);
+        }
         if (err)
             return err;
+    } else if (v->h.type == REC_LSM_INDEX) {
+        /* A validly signed record of its chain either way; adopted only from a compactor. */
+        struct lsm_index nix;
+        psl_err err = index_open(p, v, &nix);
+        if (err == PSL_ERR_NOMEM)
+            return err;
+        if (err) {
+            e->st.lsm_indexes_refused++;
+            e->st.rejected_by[err]++;
+        } else {
+            index_adopt(e, &nix);
+            evict_covered(e);
+        }
     } else if (v->h.type == REC_EOE || v->h.type == REC_SYNC) {
         uint64_t epoch;
         size_t n;
@@ -930,6 +1749,16 @@ static psl_err process_record(struct scl_engine *e, const uint8_t *data, size_t 
         pthread_mutex_unlock(&e->mu);
         return PSL_OK;
     }
+    if (e->recov && e->recov != RECOV_REPLAY && v.h.type != REC_CERT &&
+        v.h.type != REC_LSM_INDEX) {
+        /* Recovering: only certificates and indexes count until the checkpoint is chosen; the
+         * rest is fetched again from where the checkpoint ends (the seq is a claim). */
+        if (p && v.h.seq > p->max_seq && v.h.seq <= (uint64_t)p->contiguous + SEEN_WINDOW)
+            p->max_seq = v.h.seq;
+        e->st.recovery_deferred++;
+        pthread_mutex_unlock(&e->mu);
+        return PSL_OK;
+    }
     pthread_mutex_unlock(&e->mu);
 
     /* Verify outside the lock: certificate (for a CERT) and signature. */
@@ -966,6 +1795,35 @@ static psl_err process_record(struct scl_engine *e, const uint8_t *data, size_t 
         reject(e, PSL_ERR_FORK);
         pthread_mutex_unlock(&e->mu);
         return PSL_ERR_AUTH;
+    }
+    if (e->recov && e->recov != RECOV_REPLAY && v.h.type == REC_LSM_INDEX) {
+        /* A checkpoint candidate: the newest verified one wins when recovery ends. */
+        struct lsm_index nix;
+        err = index_open(p, &v, &nix);
+        if (err) {
+            e->st.lsm_indexes_refused++;
+            e->st.rejected_by[err]++;
+        } else if (nix.generation > e->cand.generation) {
+            lsm_index_deinit(&e->cand);
+            e->cand = nix;
+        } else {
+            lsm_index_deinit(&nix);
+        }
+        pthread_mutex_unlock(&e->mu);
+        return PSL_OK;
+    }
+    if (v.h.seq <= p->base) {
+        /* Inside the checkpoint: its operations are in the index already. */
+        e->st.duplicates++;
+        struct pending *old = v.h.type == REC_CERT ? take_pending(e, p->id) : NULL;
+        pthread_mutex_unlock(&e->mu);
+        while (old) {
+            struct pending *h = old;
+            old = h->next;
+            (void)process_record(e, h->data, h->size);
+            free(h);
+        }
+        return PSL_OK;
     }
     /* Forks: a different valid record at this seq, or links that disagree with what we hold. */
     if (v.h.seq > (uint64_t)p->contiguous + SEEN_WINDOW) {
@@ -1005,6 +1863,7 @@ static psl_err process_record(struct scl_engine *e, const uint8_t *data, size_t 
     }
     memcpy(s->hash, v.hash, HASH_SIZE);
     memcpy(s->prev, v.h.prev, HASH_SIZE);
+    s->lamport = v.h.lamport;
     s->known = true;
     if (v.h.seq > p->max_seq)
         p->max_seq = v.h.seq;
@@ -1049,6 +1908,7 @@ static void release_durable(struct scl_engine *e)
     e->progress_ms = e->now_ms;
     e->backoff = 1;
     e->st.durable_seq = d;
+    release_held(e);
 }
 
 psl_err scl_on_ack(struct scl_engine *e, const uint8_t *data, size_t size)
@@ -1098,6 +1958,16 @@ psl_err scl_on_reply(struct scl_engine *e, const uint8_t *data, size_t size)
         pthread_mutex_unlock(&e->mu);
         return PSL_ERR_AUTH;
     }
+    unsigned server = (unsigned)meta_replica_index(&e->meta, r.server_pk);
+    if (r.type == REQ_GET_HASH || (r.type == REQ_GET_RANGE && e->recov == RECOV_TAILS)) {
+        pthread_mutex_lock(&e->mu);
+        for (size_t i = 0; r.type == REQ_GET_HASH && i < e->want_count; i++)
+            if (e->wants[i].request_id == r.request_id)
+                e->wants[i].answered |= 1u << server;
+        if (r.type == REQ_GET_RANGE)
+            e->recov_servers |= 1u << server;
+        pthread_mutex_unlock(&e->mu);
+    }
     if (r.status != REP_OK)
         return PSL_OK;
     if (r.type == REQ_GET_RANGE || r.type == REQ_GET_HASH) {
@@ -1106,8 +1976,35 @@ psl_err scl_on_reply(struct scl_engine *e, const uint8_t *data, size_t size)
             return err;
         const uint8_t *rec;
         size_t n;
-        while (proto_rec_iter_next(&it, &rec, &n, &err))
+        while (proto_rec_iter_next(&it, &rec, &n, &err)) {
+            if (r.type == REQ_GET_HASH) {
+                /* A block someone waits for is staged for the reader, which checks it; bytes
+                 * that name no wanted hash go the normal way (and are refused there). */
+                uint8_t h[HASH_SIZE];
+                struct record_header hd;
+                bool staged = false;
+                if (record_header_decode(&hd, rec, n) == PSL_OK && hd.type == REC_LSM_BLOCK) {
+                    size_t hashed = PSL_RECORD_HEADER_SIZE + (size_t)hd.payload_size;
+                    hash_sha256(h, rec, hashed < n ? hashed : n);
+                    pthread_mutex_lock(&e->mu);
+                    struct want *w = want_find(e, h);
+                    if (w) {
+                        staged_add(e, h, server, rec, n);
+                        staged = true;
+                    } else {
+                        for (size_t i = 0; i < e->want_count; i++)
+                            if (e->wants[i].request_id == r.request_id) {
+                                e->st.lsm_blocks_refused++; /* not the block asked for */
+                                staged = true;
+                            }
+                    }
+                    pthread_mutex_unlock(&e->mu);
+                }
+                if (staged)
+                    continue;
+            }
             (void)process_record(e, rec, n);
+        }
         return err;
     }
     if (r.type == REQ_GET_HEADS) {
@@ -1122,6 +2019,8 @@ psl_err scl_on_reply(struct scl_engine *e, const uint8_t *data, size_t size)
             if (memcmp(h.writer, e->keys.writer_id, HASH_SIZE) == 0)
                 continue;
             struct peer *p = peer_get(e, h.writer);
+            if (p && e->recov && h.contiguous > p->rec_head)
+                p->rec_head = h.contiguous; /* the freshest claim; records must still verify */
             if (p && !p->forked && h.contiguous > p->contiguous) {
                 uint64_t claim = h.contiguous;
                 if (claim > (uint64_t)p->contiguous + SEEN_WINDOW)
@@ -1168,6 +2067,138 @@ static void coordinator_tick(struct scl_engine *e)
     }
 }
 
+/* Ends checkpoint recovery (caller holds mu): the best verified index becomes the one in use,
+ * every writer it lists continues after its head there (the checkpoint's records are never
+ * replayed), the clock moves past everything the checkpoint holds, and the engine goes live;
+ * the tick then fetches each writer's records after its base. Without an index, recovery is the
+ * full replay of DESIGN §5.6. */
+static void recovery_finish(struct scl_engine *e)
+{
+    e->recov = RECOV_REPLAY;
+    e->recov_ms = e->now_ms ? e->now_ms : 1;
+    if (!e->cand.generation)
+        return;
+    uint64_t high = lsm_index_lamport_max(&e->cand);
+    for (size_t i = 0; i < e->cand.head_count; i++) {
+        const struct lsm_index_head *h = &e->cand.heads[i];
+        if (h->lamport > high)
+            high = h->lamport;
+        if (memcmp(h->writer, e->keys.writer_id, HASH_SIZE) == 0)
+            continue;
+        struct peer *p = peer_get(e, h->writer);
+        if (!p || p->contiguous > h->seq)
+            continue;
+        free(p->seen);
+        p->seen = NULL;
+        p->seen_cap = 0;
+        p->base = p->contiguous = h->seq;
+        memcpy(p->base_hash, h->hash, HASH_SIZE);
+        p->base_lamport = h->lamport;
+        p->flushed_seq = h->seq;
+        if (p->max_seq < h->seq)
+            p->max_seq = h->seq;
+        p->fetch_ms = 0;
+        /* Records held for this writer's CERT that the checkpoint covers are dropped there. */
+    }
+    if (high >= e->clock)
+        e->clock = high + 1;
+    e->st.recovery_index_generation = e->cand.generation;
+    if (e->compactor) {
+        struct lsm_index copy;
+        if (lsm_index_clone(&e->cand, &copy) == PSL_OK) {
+            lsm_index_deinit(&e->cix);
+            e->cix = copy; /* the new identity continues this lineage */
+        } else {
+            e->compact_broken = true;
+        }
+    }
+    e->partial = true;
+    index_adopt(e, &e->cand);
+    lsm_index_init(&e->cand);
+}
+
+/* Checkpoint recovery, one step per tick (caller holds mu): heads from n - k + 1 servers, then
+ * the certificates of the writers they name (to know the compactors), then the tail of each
+ * compactor's chain, where its newest index is, from n - k + 1 servers. Every phase also ends
+ * after a few retry periods, so dead servers delay recovery, never stop it. */
+static void recovery_tick(struct scl_engine *e)
+{
+    unsigned fresh = e->meta.replica_count - e->meta.quorum_k + 1u;
+    uint64_t patience = 4u * (uint64_t)e->cfg.fetch_retry_ms;
+    if (!e->recov_ms)
+        e->recov_ms = e->now_ms ? e->now_ms : 1;
+    uint64_t waited = e->now_ms - e->recov_ms;
+    if (e->recov == RECOV_HEADS) {
+        if ((unsigned)__builtin_popcount(e->heads_answered) < fresh && waited < patience)
+            return;
+        for (size_t i = 0; i < e->peer_count; i++) {
+            struct peer *p = e->peers[i];
+            if (p->rec_head && !p->has_cert) {
+                emit_request(e, REQ_GET_RANGE, p->id, 1, 1, NULL);
+                e->st.fetches++;
+            }
+        }
+        e->recov = RECOV_CERTS;
+        e->recov_ms = e->now_ms ? e->now_ms : 1;
+        return;
+    }
+    if (e->recov == RECOV_CERTS) {
+        bool all = true;
+        for (size_t i = 0; i < e->peer_count; i++)
+            all = all && (!e->peers[i]->rec_head || e->peers[i]->has_cert);
+        if (!all && waited < patience)
+            return;
+        bool any = false;
+        for (size_t i = 0; i < e->peer_count; i++) {
+            struct peer *p = e->peers[i];
+            if (!p->rec_head || !p->has_cert || p->cert.role != ROLE_COMPACTOR || p->forked)
+                continue;
+            uint64_t from = p->rec_head > RECOVERY_TAIL ? p->rec_head - RECOVERY_TAIL + 1 : 1;
+            emit_request(e, REQ_GET_RANGE, p->id, from, p->rec_head, NULL);
+            any = true;
+        }
+        if (!any) {
+            recovery_finish(e);
+            return;
+        }
+        e->recov = RECOV_TAILS;
+        e->recov_servers = 0;
+        e->recov_ms = e->now_ms ? e->now_ms : 1;
+        return;
+    }
+    if (e->recov == RECOV_TAILS &&
+        ((unsigned)__builtin_popcount(e->recov_servers) >= fresh || waited >= patience))
+        recovery_finish(e);
+    if (e->recov == RECOV_REPLAY) {
+        /* Live once every writer is replayed up to the freshest head the servers reported (a
+         * head that never comes, claimed by a lying server, only delays this). */
+        bool done = true;
+        for (size_t i = 0; i < e->peer_count; i++) {
+            struct peer *p = e->peers[i];
+            done = done && (p->forked || p->contiguous >= p->rec_head);
+        }
+        if (done || waited >= 25u * patience)
+            e->recov = RECOV_LIVE;
+    }
+}
+
+/* Wanted blocks: asked again after the retry period, up to WANT_TRIES_MAX times (caller holds
+ * mu). */
+static void wants_tick(struct scl_engine *e)
+{
+    staged_drop(e, NULL);
+    for (size_t i = 0; i < e->want_count; i++) {
+        struct want *w = &e->wants[i];
+        if (w->tries >= WANT_TRIES_MAX || e->now_ms - w->asked_ms < e->cfg.fetch_retry_ms)
+            continue;
+        w->request_id = emit_request(e, REQ_GET_HASH, NULL, 0, 0, w->hash);
+        w->asked_ms = e->now_ms;
+        w->answered = 0;
+        w->tries++;
+        e->st.lsm_block_requests++;
+    }
+}
+
 void scl_tick(struct scl_engine *e, uint64_t now_ms)
 {
     pthread_mutex_lock(&e->mu);
@@ -1196,6 +2227,10 @@ void scl_tick(struct scl_engine *e, uint64_t now_ms)
         e->heads_asked_ms = now_ms;
         emit_request(e, REQ_GET_HEADS, NULL, 0, 0, NULL);
     }
+    if (e->recov)
+        recovery_tick(e);
+    wants_tick(e);
+    evict_covered(e);
     try_adopt_sync(e);
     coordinator_tick(e);
     pthread_mutex_unlock(&e->mu);

@@ -23,6 +23,14 @@
  * complete when every earlier operation is in a durable record; records not yet durable are
  * re-sent after a quiet period.
  *
+ * CapsuleDB (DESIGN §6, docs/capsuledb.md): an engine whose certificate has ROLE_COMPACTOR
+ * turns the operations of each adopted SYNC cut into sealed LSM_BLOCK records, merges levels, and
+ * publishes a signed LSM_INDEX once its blocks are durable. Every engine adopts the newest index
+ * signed by a compactor; with a memory bound it evicts keys whose newest version the index
+ * covers, and a get that needs the tree fetches blocks by hash through server requests: the get
+ * answers PSL_ERR_BUSY until the reply is in (scl_runner_get waits). With checkpoint_recovery, a
+ * joining engine loads the newest index and replays only the records after its cut.
+ *
  * Thread-safe: one mutex guards the state; crypto runs outside it where it can. */
 #ifndef PSL_SCL_ENGINE_H
 #define PSL_SCL_ENGINE_H
@@ -33,6 +41,8 @@
 
 #include "capsule/cert.h"
 #include "capsule/record.h"
+
+struct lsm_policy; /* lsm/compact.h */
 
 struct scl_config {
     const struct capsule_meta *meta;     /* copied */
@@ -48,6 +58,11 @@ struct scl_config {
     uint32_t fetch_retry_ms;             /* ask again for missing records after this (300) */
     uint32_t epoch_ms;                   /* coordinator only: epoch length (0: no epochs) */
     size_t pending_records_max;          /* records held while their writer's CERT is fetched (1024) */
+    /* CapsuleDB. Every engine adopts indexes; the rest is off unless set. */
+    size_t memtable_bytes_max;   /* evict covered keys past this many bytes (0: unbounded) */
+    size_t lsm_cache_bytes_max;  /* decoded blocks cached by the reader (default 16 MiB) */
+    bool checkpoint_recovery;    /* join from the newest index (compactors always do) */
+    const struct lsm_policy *lsm_policy; /* compactor: level policy (NULL: lsm_policy_default) */
 };
 
 enum scl_action_kind {
@@ -78,6 +93,21 @@ struct scl_stats {
     uint64_t durable_seq;
     uint64_t sealed_seq;
     uint64_t epochs;           /* SYNC records sealed (coordinator) or adopted (worker) */
+    /* CapsuleDB */
+    uint64_t lsm_generation;      /* generation of the index in use (0: none) */
+    uint64_t lsm_indexes_adopted;
+    uint64_t lsm_indexes_refused; /* LSM_INDEX records not signed by a compactor, or undecodable */
+    uint64_t lsm_evicted;         /* keys evicted from the memtable */
+    uint64_t lsm_lookups;         /* gets that consulted the tree */
+    uint64_t lsm_block_requests;  /* GET_HASH requests for blocks */
+    uint64_t lsm_blocks_refused;  /* fetched block bytes refused (hash, decryption, index) */
+    uint64_t lsm_flushes;         /* compactor: indexes published */
+    uint64_t lsm_merges;          /* compactor: level merges */
+    uint64_t lsm_flush_skipped;   /* compactor: cuts not flushed (an error; compaction stops) */
+    uint64_t lsm_blocks_written;  /* compactor: LSM_BLOCK records sealed */
+    uint64_t lsm_record_bytes;    /* compactor: sealed bytes of its blocks and indexes */
+    uint64_t recovery_index_generation; /* checkpoint the engine joined from (0: none) */
+    uint64_t recovery_deferred;   /* records set aside during recovery (fetched after it) */
 };
 
 struct scl_engine;
@@ -94,9 +124,15 @@ psl_err scl_put(struct scl_engine *e, const uint8_t *key, size_t key_size, const
                 size_t value_size) PSL_MUST_USE;
 psl_err scl_del(struct scl_engine *e, const uint8_t *key, size_t key_size) PSL_MUST_USE;
 /* Copies the value into out (cap bytes); PSL_ERR_NOT_FOUND when absent or deleted,
- * PSL_ERR_TOO_LARGE (with *size set) when cap is too small. */
+ * PSL_ERR_TOO_LARGE (with *size set) when cap is too small. PSL_ERR_BUSY while the answer waits
+ * for something from the servers: a CapsuleDB block (the request is queued as an action; call
+ * again after the next reply) or checkpoint recovery (scl_is_ready). PSL_ERR_IO when no server
+ * produced a block the index names after repeated requests, PSL_ERR_AUTH when every answer was
+ * refused. put and del also answer PSL_ERR_BUSY during recovery. */
 psl_err scl_get(struct scl_engine *e, const uint8_t *key, size_t key_size, uint8_t *out,
                 size_t cap, size_t *size) PSL_MUST_USE;
+/* False while checkpoint recovery runs (the engine then neither stamps nor answers). */
+bool scl_is_ready(struct scl_engine *e);
 /* A flush ticket for every operation issued so far; scl_flush_done says when they are durable. */
 uint64_t scl_flush_ticket(struct scl_engine *e);
 bool scl_flush_done(struct scl_engine *e, uint64_t ticket);

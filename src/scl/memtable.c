@@ -2,7 +2,9 @@
  * table (linear probing, keyed SipHash-2-4, power-of-two capacity, load <= 3/4) of entries that
  * each hold one key with its value or tombstone and the (lamport, writer) stamp that wrote it.
  * Invariant: every stored entry is the maximum, under (lamport, writer, content), of the
- * operations applied for its key; nothing is ever removed, so no older operation can undo it.
+ * operations applied for its key; nothing is removed except by memtable_remove (CapsuleDB
+ * eviction, whose caller holds the entry's version in a covering index), so no older operation
+ * can undo it.
  * Entries are single allocations (header, key, value) that never move when the table grows, and
  * are wiped before they are freed. */
 #include "scl/memtable.h"
@@ -343,6 +345,34 @@ psl_err memtable_get(const struct memtable *mt, const uint8_t *key, size_t key_s
     *value = v.value;
     *value_size = v.value_size;
     return PSL_OK;
+}
+
+bool memtable_remove(struct memtable *mt, const uint8_t *key, size_t key_size)
+{
+    if (check_key(key, key_size) != PSL_OK)
+        return false;
+    bool found;
+    size_t i = slot_find(mt, key_hash(mt, key, key_size), key, key_size, &found);
+    if (!found)
+        return false;
+    struct mt_entry *e = mt->slots[i].entry;
+    mt->entry_bytes -= entry_size(e->key_size, e->value_size);
+    entry_free(e);
+    mt->count--;
+    /* Backward-shift deletion: move later entries of the probe run into the hole when their home
+     * slot does not lie cyclically in (hole, j], so that every probe still finds its key. */
+    size_t mask = mt->capacity - 1, hole = i;
+    mt->slots[hole] = (struct memtable_slot){0};
+    for (size_t j = (hole + 1) & mask; mt->slots[j].entry; j = (j + 1) & mask) {
+        size_t home = (size_t)mt->slots[j].hash & mask;
+        bool stays = hole <= j ? (home > hole && home <= j) : (home > hole || home <= j);
+        if (stays)
+            continue;
+        mt->slots[hole] = mt->slots[j];
+        mt->slots[j] = (struct memtable_slot){0};
+        hole = j;
+    }
+    return true;
 }
 
 size_t memtable_count(const struct memtable *mt)

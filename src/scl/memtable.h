@@ -92,6 +92,12 @@ psl_err memtable_get(const struct memtable *mt, const uint8_t *key, size_t key_s
 psl_err memtable_lookup(const struct memtable *mt, const uint8_t *key, size_t key_size,
                         struct memtable_entry_view *out) PSL_MUST_USE;
 
+/* Removes key's entry (value or tombstone) whatever its stamp, wiping it; returns whether there
+ * was one. Only for CapsuleDB eviction (DESIGN §6): the caller must hold the entry's version (or
+ * a greater one) elsewhere, in an index that covers it, or the key's history is lost and an older
+ * operation could bring the key back. */
+bool memtable_remove(struct memtable *mt, const uint8_t *key, size_t key_size);
+
 /* Number of entries, live and tombstones. */
 size_t memtable_count(const struct memtable *mt);
 

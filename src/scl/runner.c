@@ -65,6 +65,40 @@ void scl_runner_kick(struct scl_runner *r)
     pthread_mutex_unlock(&r->mu);
 }
 
+psl_err scl_runner_get(struct scl_runner *r, const uint8_t *key, size_t key_size, uint8_t *out,
+                       size_t cap, size_t *size, uint32_t timeout_ms)
+{
+    uint64_t deadline = clock_mono_ns() + (uint64_t)timeout_ms * 1000000u;
+    for (;;) {
+        uint64_t seen = atomic_load(&r->kicks);
+        pthread_rwlock_rdlock(&r->elock);
+        psl_err err = r->e ? scl_get(r->e, key, key_size, out, cap, size) : PSL_ERR_CLOSED;
+        if (err == PSL_ERR_BUSY)
+            drain_locked(r); /* the block request goes out now, not at the next tick */
+        pthread_rwlock_unlock(&r->elock);
+        if (err != PSL_ERR_BUSY)
+            return err;
+        uint64_t now = clock_mono_ns();
+        if (now >= deadline)
+            return PSL_ERR_TIMEOUT;
+        /* Sleep as an actor does (counted in sleepers, so kicks broadcast), until a kick or at
+         * most one tick. */
+        struct timespec ts;
+        uint64_t wait = (uint64_t)r->cfg.tick_ms * 1000000u;
+        clock_deadline(&ts, wait < deadline - now ? wait : deadline - now);
+        pthread_mutex_lock(&r->mu);
+        atomic_fetch_add(&r->sleepers, 1);
+        while (!r->stopping && atomic_load(&r->kicks) == seen &&
+               pthread_cond_timedwait(&r->cv, &r->mu, &ts) == 0) {
+        }
+        atomic_fetch_sub(&r->sleepers, 1);
+        bool stop = r->stopping;
+        pthread_mutex_unlock(&r->mu);
+        if (stop)
+            return PSL_ERR_CLOSED;
+    }
+}
+
 static void *actor_main(void *arg)
 {
     struct scl_runner *r = arg;

@@ -29,6 +29,12 @@ void scl_runner_attach(struct scl_runner *r, struct scl_engine *e);
 void scl_runner_kick(struct scl_runner *r);
 /* Emits every pending action of the attached engine now, on the calling thread. */
 void scl_runner_drain(struct scl_runner *r);
+/* scl_get for callers that may block (lambdas, tests, benchmarks): while the engine answers
+ * PSL_ERR_BUSY (a CapsuleDB block or checkpoint recovery is under way), emits its requests and
+ * waits for the next kick (the host kicks on every reply) or tick, up to timeout_ms.
+ * Errors: those of scl_get, PSL_ERR_TIMEOUT, PSL_ERR_CLOSED (no engine attached). */
+psl_err scl_runner_get(struct scl_runner *r, const uint8_t *key, size_t key_size, uint8_t *out,
+                       size_t cap, size_t *size, uint32_t timeout_ms) PSL_MUST_USE;
 /* Stops and joins the threads; the engine (if any) stays usable. NULL is a no-op. */
 void scl_runner_stop(struct scl_runner *r);
 

@@ -466,7 +466,8 @@ static void seen_add(struct seen *s, const uint8_t *data, size_t size)
         s->buf = b;
         s->cap = cap;
     }
-    memcpy(s->buf + s->size, data, size);
+    if (size)
+        memcpy(s->buf + s->size, data, size); /* empty messages (SHUTDOWN) have no data */
     s->size += size;
     s->buf[s->size++] = 0; /* a separator: no match spans two messages */
     s->messages++;

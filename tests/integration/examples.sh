@@ -68,6 +68,12 @@ check_common wordcount.lua 3
 [ "$(get results.0.result.words)" = "$words1" ] || fail "wordcount.lua: 3 workers counted differently from 1"
 [ "$(get results.0.result.top.0.word)" = the ] || fail "wordcount.lua: top word"
 
+# Thread mode: the same enclave loop on threads of psl itself (and so under the sanitizers'
+# leak checker in the ASan build).
+run counter.lua 2 --args 50 --thread-mode
+check_common "counter.lua --thread-mode" 2
+[ "$(get results.0.result.per_worker_sum)" = 100 ] || fail "counter.lua --thread-mode: sum"
+
 # A failing lambda: exit 4, the error names the line; the others still report.
 cat >"$T/bad.lua" <<'LUA'
 function main()

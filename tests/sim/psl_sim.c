@@ -16,7 +16,7 @@
 static int usage(void)
 {
     fprintf(stderr, "usage: psl-sim --seed N | --seeds A..B | --count N [--first S] |\n"
-                    "               --determinism N [--first S]   [--quiet] [--ops N]\n");
+                    "               --determinism N [--first S]   [--quiet] [--ops N] [--lsm]\n");
     return 2;
 }
 
@@ -49,7 +49,7 @@ static void print_failure(uint64_t seed, const struct sim_result *r)
 int main(int argc, char **argv)
 {
     uint64_t first = 1, count = 0, one = 0, determinism = 0, ops = 0;
-    bool single = false, quiet = false;
+    bool single = false, quiet = false, lsm = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--seed") == 0 && parse_u64(v, &one)) {
@@ -76,13 +76,15 @@ int main(int argc, char **argv)
             i++;
         } else if (strcmp(a, "--ops") == 0 && parse_u64(v, &ops)) {
             i++;
+        } else if (strcmp(a, "--lsm") == 0) {
+            lsm = true;
         } else if (strcmp(a, "--quiet") == 0) {
             quiet = true;
         } else {
             return usage();
         }
     }
-    struct sim_options o = {.verbose = false, .ops_per_worker = (unsigned)ops};
+    struct sim_options o = {.verbose = false, .ops_per_worker = (unsigned)ops, .lsm = lsm};
     struct sim_result r;
     if (single) {
         o.verbose = !quiet;
@@ -95,6 +97,9 @@ int main(int argc, char **argv)
                one, r.ok ? "ok" : "FAILED", r.steps, r.sim_ms, r.records, r.messages, r.dropped,
                r.flipped, r.replayed, r.forged, r.forks, r.worker_crashes, r.server_crashes,
                r.partitions, r.flushes_checked, r.convergence_exempt ? " (convergence exempt)" : "");
+        if (r.lsm)
+            printf("psl-sim: CapsuleDB on: newest index generation %" PRIu64 "\n",
+                   r.lsm_generation);
         printf("psl-sim: fingerprint ");
         for (int k = 0; k < 8; k++)
             printf("%02x", r.fingerprint[k]);

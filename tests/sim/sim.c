@@ -30,7 +30,12 @@
  *  I4 fork detection: every fork the adversary makes (a clone of an honest writer's key signing
  *     a different record at a used seq) is reported by a worker (SCL_ACT_ALERT) or recorded by a
  *     server model by the end of the run.
- *  I0 engine self-consistency: an engine never publishes two different records for one seq. */
+ *  I0 engine self-consistency: an engine never publishes two different records for one seq.
+ *  I5 CapsuleDB (every fourth seed, or --lsm: a compactor runs, crashes and restarts like a
+ *     worker): no compactor ever skips a cut, no live node refuses an index (only the certified
+ *     compactor makes them), and every index a live node uses is one a compactor published.
+ *     A compactor that restarted joined from a checkpoint, so its memtable holds only what came
+ *     after it: I1 and I2 read every other node, not it. */
 #include "sim.h"
 
 #include <inttypes.h>
@@ -52,6 +57,7 @@
 #include "capsule/proto.h"
 #include "capsule/record.h"
 #include "crypto/crypto.h"
+#include "lsm/compact.h"
 #include "scl/engine.h"
 #include "scl/memtable.h"
 
@@ -181,7 +187,9 @@ struct sim {
     struct window win[WINDOWS_MAX];
     size_t nwin;
     /* scenario */
-    bool crashes, server_crashes, lossy_servers, fork_run;
+    bool crashes, server_crashes, lossy_servers, fork_run, lsm;
+    struct lsm_policy pol;
+    uint64_t lsm_gen_max; /* the newest index generation any compactor published */
     unsigned worker_crashes_left;
     uint64_t restart_at[NODES_MAX]; /* pending restarts: role by slot of the dead one */
     uint8_t restart_role[NODES_MAX];
@@ -857,7 +865,8 @@ static size_t node_spawn(struct sim *s, uint8_t role, bool victim, bool reader, 
                              .capsule_key = s->capsule_key,
                              .cert = &nd->cert,
                              .batch_ops_max = 1 + below(s, 16),
-                             .epoch_ms = role == ROLE_COORDINATOR ? 1000 : 0};
+                             .epoch_ms = role == ROLE_COORDINATOR ? 1000 : 0,
+                             .lsm_policy = role == ROLE_COMPACTOR ? &s->pol : NULL};
     psl_err err = scl_create(&nd->e, &cfg, &wk);
     if (err) {
         writer_keys_deinit(&wk);
@@ -897,10 +906,25 @@ static void node_kill(struct sim *s, size_t i, bool restart)
 
 /* ---- invariants ---- */
 
+/* A compactor that joined from a checkpoint holds only what came after it (see I5); one that is
+ * still recovering answers nothing. */
+static bool is_checkpointed(struct sim *s, size_t i)
+{
+    struct scl_stats st;
+    if (!s->lsm || s->n[i].role != ROLE_COMPACTOR)
+        return false;
+    if (!scl_is_ready(s->n[i].e))
+        return true; /* still choosing its checkpoint: it answers nothing yet */
+    scl_get_stats(s->n[i].e, &st);
+    return st.recovery_index_generation != 0;
+}
+
 /* I1: every value held names an op its writer issued for that key. */
 static void check_values(struct sim *s, size_t i)
 {
     struct node *nd = &s->n[i];
+    if (is_checkpointed(s, i))
+        return;
     for (unsigned ki = 0; ki < KEYS + VKEYS && !s->failed; ki++) {
         char key[4];
         key_name(key, ki);
@@ -1258,6 +1282,12 @@ static void step(struct sim *s, bool workload)
         drain(s, i);
         scl_tick(nd->e, s->now);
         drain(s, i);
+        if (s->lsm && nd->role == ROLE_COMPACTOR) {
+            struct scl_stats st;
+            scl_get_stats(nd->e, &st);
+            if (st.lsm_flushes && st.lsm_generation > s->lsm_gen_max)
+                s->lsm_gen_max = st.lsm_generation;
+        }
         check_flush(s, i);
         if (!s->failed && (s->r->steps % 4 == 0 || !workload))
             check_values(s, i);
@@ -1379,7 +1409,7 @@ static void check_convergence(struct sim *s)
         abort();
     for (size_t i = 0; i < NODES_MAX && !s->failed; i++) {
         struct node *nd = &s->n[i];
-        if (!nd->alive)
+        if (!nd->alive || is_checkpointed(s, i))
             continue;
         if (!s->fork_run) {
             uint8_t d[HASH_SIZE];
@@ -1495,7 +1525,7 @@ static bool all_flushed_and_equal(struct sim *s)
             return false;
         nd->ticket = t ? t : 0;
         check_flush(s, i);
-        if (is_fork_writer(s, i) || s->fork_run)
+        if (is_fork_writer(s, i) || s->fork_run || is_checkpointed(s, i))
             continue;
         uint8_t d[HASH_SIZE];
         if (scl_digest(nd->e, d))
@@ -1558,6 +1588,24 @@ static void check_end(struct sim *s)
         }
         if (!seen)
             fail(s, "I4-fork-detection", "the injected fork was reported by no worker or server");
+    }
+    /* I5: CapsuleDB. */
+    for (size_t i = 0; s->lsm && i < NODES_MAX && !s->failed; i++) {
+        struct node *nd = &s->n[i];
+        if (!nd->alive)
+            continue;
+        struct scl_stats st;
+        scl_get_stats(nd->e, &st);
+        if (st.lsm_flush_skipped)
+            fail(s, "I5-capsuledb", "node %zu skipped %" PRIu64 " cuts", i, st.lsm_flush_skipped);
+        else if (st.lsm_indexes_refused)
+            fail(s, "I5-capsuledb", "node %zu refused %" PRIu64 " indexes", i,
+                 st.lsm_indexes_refused);
+        else if (st.lsm_generation > s->lsm_gen_max)
+            fail(s, "I5-capsuledb", "node %zu uses index generation %" PRIu64 ", no compactor "
+                 "published past %" PRIu64, i, st.lsm_generation, s->lsm_gen_max);
+        if (st.lsm_generation > s->r->lsm_generation)
+            s->r->lsm_generation = st.lsm_generation;
     }
     /* Alerts only ever name the forked writer. */
     for (size_t i = 0; i < NODES_MAX && !s->failed; i++)
@@ -1719,6 +1767,19 @@ void sim_run(uint64_t seed, const struct sim_options *o, struct sim_result *r)
         (void)node_spawn(s, ROLE_WORKER, false, false, ops);
     if (s->fork_run)
         s->victim = node_spawn(s, ROLE_WORKER, true, false, ops / 2);
+    /* CapsuleDB: decided by the seed's number, not its stream, so other seeds replay as before;
+     * a small policy so that runs merge levels. */
+    s->lsm = o->lsm || seed % 4 == 0;
+    r->lsm = s->lsm;
+    if (s->lsm) {
+        lsm_policy_default(&s->pol);
+        s->pol.block_target_size = 256;
+        s->pol.level0_runs_max = 2;
+        s->pol.level1_size_max = 1024;
+        s->pol.growth_factor = 3;
+        s->pol.level_count_max = 4;
+        (void)node_spawn(s, ROLE_COMPACTOR, false, false, 0);
+    }
 
     /* Traffic under faults. */
     uint64_t end = s->now + work_ms;

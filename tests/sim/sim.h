@@ -10,6 +10,7 @@
 struct sim_options {
     bool verbose;          /* narrate faults and checks on stderr */
     unsigned ops_per_worker; /* 0: drawn from the seed (40..120) */
+    bool lsm;              /* a compactor in every run (otherwise in every fourth seed) */
 };
 
 struct sim_result {
@@ -20,6 +21,8 @@ struct sim_result {
     bool convergence_exempt; /* a crashed writer's record reached a worker but no server */
     uint64_t steps, sim_ms, records, messages, dropped, flipped, replayed, forged, forks,
         worker_crashes, server_crashes, partitions, flushes_checked;
+    bool lsm;                 /* the run had a compactor */
+    uint64_t lsm_generation;  /* the newest index any live node adopted */
 };
 
 /* Runs one simulation. Installs (and afterwards removes) the rng and clock seams: not

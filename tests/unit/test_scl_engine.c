@@ -37,7 +37,10 @@
 #include "capsule/proto.h"
 #include "capsule/record.h"
 #include "capsule_fixture.h"
+#include "lsm/compact.h"
+#include "lsm/index.h"
 #include "scl/engine.h"
+#include "scl/memtable.h"
 #include "testutil.h"
 
 /* ---- fake clock and seeded randomness ---- */
@@ -88,11 +91,11 @@ static int teardown(void **state)
 
 /* ---- the network harness ---- */
 
-#define NET_ENGINES_MAX  6
+#define NET_ENGINES_MAX  16
 #define NET_TICK_MS      50u
 #define NET_QUIET_ROUNDS 24u /* 1.2 s of fake time: longer than every engine timer */
 #define NONE             SIZE_MAX
-#define SRV_WRITERS_MAX  16
+#define SRV_WRITERS_MAX  32
 #define SRV_SEQ_MAX      (1u << 16)
 #define REPLY_PART_MAX   (64u << 10) /* servers split long answers (more = 1) past this body size */
 #define ENGINE_SEED0     5u          /* writer seed numbers of engines (the fixture uses 0..4) */
@@ -117,7 +120,14 @@ struct srv_model {
     size_t nw;
     bool down; /* neither stores, nor acknowledges, nor answers */
     uint64_t requests;
+    /* A lying server (CapsuleDB tests): answers GET_HASH for a block with tampered bytes or with
+     * another block, or hides a writer's records after stale_max (heads and ranges). */
+    uint8_t lie;
+    uint8_t stale_writer[HASH_SIZE];
+    uint64_t stale_max;
 };
+
+enum { LIE_NONE = 0, LIE_TAMPER = 1, LIE_SUBSTITUTE = 2, LIE_STALE = 3 };
 
 enum msg_kind { M_REC = 1, M_ACK = 2, M_REQ = 3, M_REP = 4 };
 
@@ -606,7 +616,25 @@ static void srv_on_request(struct net *n, size_t si, size_t from, const uint8_t 
         for (size_t k = 0; k < s->nw && !found; k++)
             for (size_t seq = 1; seq < s->w[k].cap && !found; seq++)
                 if (s->w[k].rec[seq] && memcmp(s->w[k].hash[seq], q.hash, HASH_SIZE) == 0) {
-                    rb_add_record(n, si, from, &q, &b, s->w[k].rec[seq], s->w[k].size[seq]);
+                    const uint8_t *rec = s->w[k].rec[seq];
+                    size_t rsize = s->w[k].size[seq];
+                    uint8_t *bad = NULL;
+                    if (s->lie == LIE_TAMPER && rec[5] == REC_LSM_BLOCK) {
+                        bad = malloc(rsize);
+                        assert_non_null(bad);
+                        memcpy(bad, rec, rsize);
+                        bad[PSL_RECORD_HEADER_SIZE + 3] ^= 0x40; /* inside the ciphertext */
+                        rec = bad;
+                    } else if (s->lie == LIE_SUBSTITUTE && rec[5] == REC_LSM_BLOCK) {
+                        for (size_t o = 1; o < s->w[k].cap; o++) /* another block of its chain */
+                            if (o != seq && s->w[k].rec[o] && s->w[k].rec[o][5] == REC_LSM_BLOCK) {
+                                rec = s->w[k].rec[o];
+                                rsize = s->w[k].size[o];
+                                break;
+                            }
+                    }
+                    rb_add_record(n, si, from, &q, &b, rec, rsize);
+                    free(bad);
                     found = true;
                 }
         if (!found)
@@ -615,8 +643,9 @@ static void srv_on_request(struct net *n, size_t si, size_t from, const uint8_t 
     }
     case REQ_GET_RANGE: {
         struct srv_writer *w = srv_writer_of(s, q.writer, false);
+        bool hide = s->lie == LIE_STALE && w && memcmp(w->id, s->stale_writer, HASH_SIZE) == 0;
         for (uint64_t seq = q.from; w && seq <= q.to && seq < w->cap; seq++)
-            if (w->rec[seq])
+            if (w->rec[seq] && !(hide && seq > s->stale_max))
                 rb_add_record(n, si, from, &q, &b, w->rec[seq], w->size[seq]);
         break;
     }
@@ -625,9 +654,12 @@ static void srv_on_request(struct net *n, size_t si, size_t from, const uint8_t 
             struct srv_writer *w = &s->w[k];
             struct proto_head h = {
                 .contiguous = w->contiguous, .max_seq = w->max_seq, .forked = w->forked};
+            if (s->lie == LIE_STALE && memcmp(w->id, s->stale_writer, HASH_SIZE) == 0 &&
+                h.contiguous > s->stale_max)
+                h.contiguous = h.max_seq = s->stale_max;
             memcpy(h.writer, w->id, HASH_SIZE);
-            if (w->contiguous)
-                memcpy(h.hash, w->hash[w->contiguous], HASH_SIZE);
+            if (h.contiguous)
+                memcpy(h.hash, w->hash[h.contiguous], HASH_SIZE);
             else
                 memset(h.hash, 0, HASH_SIZE);
             rb_reserve(&b, PROTO_HEAD_ENTRY_SIZE);
@@ -2744,6 +2776,277 @@ static void test_threads(void **state)
     net_free(n);
 }
 
+/* ======================================================================================== */
+/* CapsuleDB in the engine (issue 7): a compactor flushes every SYNC cut into blocks and an
+ * index; workers with a small memory bound evict covered keys and read them back through the
+ * tree; new workers and a new compactor join from the newest index. */
+
+#define CDB_KEYS    300u
+#define CDB_WORKERS 3u
+
+struct cdb_world {
+    struct net *n;
+    struct lsm_policy pol;
+    struct scl_config wcfg, ccfg, kcfg;
+    size_t coord, comp;
+    size_t w[CDB_WORKERS];
+    unsigned next_seed;
+    char *ref[CDB_KEYS]; /* the reference map: NULL when absent */
+    uint64_t gets, busy_gets;
+};
+
+static void cdb_key(char out[16], unsigned k)
+{
+    snprintf(out, 16, "key%04u", k);
+}
+
+/* Waits (in network rounds) until engine i answers. */
+static psl_err cdb_get(struct cdb_world *c, size_t i, const char *key, char *out, size_t cap,
+                       size_t *size)
+{
+    c->gets++;
+    for (unsigned r = 0; r < 400; r++) {
+        psl_err err = scl_get(c->n->e[i], (const uint8_t *)key, strlen(key), (uint8_t *)out, cap,
+                              size);
+        if (err != PSL_ERR_BUSY)
+            return err;
+        c->busy_gets++;
+        (void)net_round(c->n);
+    }
+    return PSL_ERR_TIMEOUT;
+}
+
+static void cdb_expect(struct cdb_world *c, size_t i, unsigned k)
+{
+    char key[16], out[128];
+    size_t size = 0;
+    cdb_key(key, k);
+    psl_err err = cdb_get(c, i, key, out, sizeof out - 1, &size);
+    const char *want = c->ref[k];
+    if (!want) {
+        if (err != PSL_ERR_NOT_FOUND)
+            fail_msg("engine %zu: get %s: want absent, got %s", i, key, psl_err_name(err));
+        return;
+    }
+    if (err)
+        fail_msg("engine %zu: get %s: want \"%s\", got %s", i, key, want, psl_err_name(err));
+    out[size] = 0;
+    if (strcmp(out, want) != 0)
+        fail_msg("engine %zu: get %s: want \"%s\", got \"%s\"", i, key, want, out);
+}
+
+static void cdb_wait_ready(struct cdb_world *c, size_t i)
+{
+    for (unsigned r = 0; r < 2000 && !scl_is_ready(c->n->e[i]); r++)
+        (void)net_round(c->n);
+    assert_true(scl_is_ready(c->n->e[i]));
+}
+
+static void cdb_init(struct cdb_world *c, struct fx *f, uint64_t seed, size_t memtable_bytes_max)
+{
+    memset(c, 0, sizeof *c);
+    c->n = net_new(f, seed);
+    lsm_policy_default(&c->pol);
+    c->pol.block_target_size = 512;
+    c->pol.level0_runs_max = 2;
+    c->pol.level1_size_max = 2048;
+    c->pol.growth_factor = 3;
+    c->pol.level_count_max = 4;
+    c->wcfg = cfg_default(f);
+    c->wcfg.batch_ops_max = 8;
+    c->wcfg.memtable_bytes_max = memtable_bytes_max;
+    c->wcfg.lsm_cache_bytes_max = 2048; /* a few blocks: most tree reads are cold */
+    c->wcfg.checkpoint_recovery = true;
+    c->kcfg = cfg_default(f);
+    c->kcfg.epoch_ms = 300;
+    c->ccfg = c->wcfg;
+    c->ccfg.lsm_policy = &c->pol;
+    c->ccfg.lsm_cache_bytes_max = 1u << 20;
+    c->next_seed = ENGINE_SEED0;
+    c->coord = net_add_engine(c->n, c->next_seed++, ROLE_COORDINATOR, &c->kcfg);
+    c->comp = net_add_engine(c->n, c->next_seed++, ROLE_COMPACTOR, &c->ccfg);
+    for (unsigned i = 0; i < CDB_WORKERS; i++)
+        c->w[i] = net_add_engine(c->n, c->next_seed++, ROLE_WORKER, &c->wcfg);
+    for (unsigned i = 0; i < CDB_WORKERS; i++)
+        cdb_wait_ready(c, c->w[i]);
+    cdb_wait_ready(c, c->comp);
+}
+
+static void cdb_deinit(struct cdb_world *c)
+{
+    for (unsigned k = 0; k < CDB_KEYS; k++)
+        free(c->ref[k]);
+}
+
+/* Crashes engine i (after its work is durable, so the reference still holds) and starts a new
+ * identity of the same role in its place; returns the new slot. */
+static size_t cdb_restart(struct cdb_world *c, size_t i, uint8_t role, const struct scl_config *cfg)
+{
+    net_rounds(c->n, 30);
+    assert_true(scl_flush_done(c->n->e[i], scl_flush_ticket(c->n->e[i])));
+    scl_destroy(c->n->e[i]);
+    c->n->e[i] = NULL;
+    size_t j = net_add_engine(c->n, c->next_seed++, role, cfg);
+    cdb_wait_ready(c, j);
+    return j;
+}
+
+static void cdb_ops(struct cdb_world *c, size_t i, unsigned count)
+{
+    for (unsigned o = 0; o < count; o++) {
+        unsigned k = (unsigned)net_below(c->n, CDB_KEYS);
+        char key[16], val[64];
+        cdb_key(key, k);
+        psl_err err;
+        bool del = net_below(c->n, 5) == 0;
+        if (del) {
+            err = del_s(c->n->e[i], key);
+        } else {
+            snprintf(val, sizeof val, "v%u.%" PRIu64 ".%zu-padding-padding-padding", k,
+                     c->n->now_ms, i);
+            err = put_s(c->n->e[i], key, val);
+        }
+        if (err == PSL_ERR_BUSY) {
+            net_rounds(c->n, 2);
+            o--;
+            continue;
+        }
+        assert_int_equal(err, PSL_OK);
+        free(c->ref[k]);
+        c->ref[k] = del ? NULL : strdup(val);
+        if (net_below(c->n, 3) == 0)
+            cdb_expect(c, i, k); /* a worker reads its own writes */
+    }
+}
+
+static void cdb_check_all(struct cdb_world *c)
+{
+    net_rounds(c->n, 20);
+    for (unsigned i = 0; i < CDB_WORKERS; i++)
+        for (unsigned k = 0; k < CDB_KEYS; k++)
+            cdb_expect(c, c->w[i], k);
+}
+
+/* The differential test: random puts, deletes and gets, a memory bound far below the state,
+ * crashes of workers and of the compactor; every read equals the reference map. */
+static void test_cdb_differential(void **state)
+{
+    struct fx *f = *state;
+    struct cdb_world c;
+    cdb_init(&c, f, 7001, 3000);
+    for (unsigned step = 1; step <= 120; step++) {
+        size_t i = c.w[net_below(c.n, CDB_WORKERS)];
+        cdb_ops(&c, i, 1 + (unsigned)net_below(c.n, 12));
+        net_rounds(c.n, 8);
+        if (step % 40 == 0)
+            cdb_check_all(&c);
+        if (step % 30 == 10) {
+            unsigned wi = (unsigned)net_below(c.n, CDB_WORKERS);
+            c.w[wi] = cdb_restart(&c, c.w[wi], ROLE_WORKER, &c.wcfg);
+        }
+        if (step % 50 == 25)
+            c.comp = cdb_restart(&c, c.comp, ROLE_COMPACTOR, &c.ccfg);
+    }
+    cdb_check_all(&c);
+    struct scl_stats st;
+    uint64_t evicted = 0, lookups = 0, requests = 0, recovered = 0;
+    for (unsigned i = 0; i < CDB_WORKERS; i++) {
+        st = stats_of(c.n->e[c.w[i]]);
+        evicted += st.lsm_evicted;
+        lookups += st.lsm_lookups;
+        requests += st.lsm_block_requests;
+        recovered += st.recovery_index_generation != 0;
+        assert_true(st.lsm_generation > 0);
+    }
+    st = stats_of(c.n->e[c.comp]);
+    print_message("cdb: gen %" PRIu64 " flushes %" PRIu64 " merges %" PRIu64 " blocks %" PRIu64
+                  "; workers evicted %" PRIu64 " lookups %" PRIu64 " block requests %" PRIu64
+                  " recovered %" PRIu64 "; gets %" PRIu64 " busy %" PRIu64 "\n",
+                  st.lsm_generation, st.lsm_flushes, st.lsm_merges, st.lsm_blocks_written,
+                  evicted, lookups, requests, recovered, c.gets, c.busy_gets);
+    assert_true(st.recovery_index_generation > 0); /* the restarted compactor continued */
+    assert_true(st.lsm_flushes > 0);
+    assert_true(evicted > 0 && lookups > 0 && requests > 0);
+    assert_true(recovered > 0);
+    assert_int_equal(st.lsm_flush_skipped, 0);
+    cdb_deinit(&c);
+}
+
+/* Lying servers: tampered and substituted blocks are refused and reads fall back to honest
+ * replicas; an index signed by a worker is refused; a server that hides the newest index from a
+ * joining worker does not make it start from a stale checkpoint. */
+static void test_cdb_adversary(void **state)
+{
+    struct fx *f = *state;
+    struct cdb_world c;
+    cdb_init(&c, f, 7002, 2000);
+    for (unsigned step = 0; step < 30; step++) {
+        cdb_ops(&c, c.w[step % CDB_WORKERS], 10);
+        net_rounds(c.n, 8);
+    }
+    net_rounds(c.n, 20);
+    /* Server 0 tampers with blocks, server 1 substitutes them: reads still agree. */
+    c.n->s[0].lie = LIE_TAMPER;
+    c.n->s[1].lie = LIE_SUBSTITUTE;
+    cdb_check_all(&c);
+    uint64_t refused = 0;
+    for (unsigned i = 0; i < CDB_WORKERS; i++)
+        refused += stats_of(c.n->e[c.w[i]]).lsm_blocks_refused;
+    assert_true(refused > 0);
+    c.n->s[0].lie = c.n->s[1].lie = LIE_NONE;
+
+    /* An index signed by a writer certified as a worker: refused, whatever its generation. */
+    size_t a = c.w[0];
+    struct scl_stats st0 = stats_of(c.n->e[a]);
+    struct fx_writer u = {.by_leader = false};
+    fx_writer_keys(&u.keys, 40, f->capsule_key);
+    fx_cert_make(f, &u.cert, &u.keys, ROLE_WORKER, &f->owner);
+    record_chain_init(&u.chain, f->meta.name);
+    size_t size = 0;
+    uint8_t *rec = fx_seal_cert(f, &u, &size, NULL);
+    inject(c.n, a, rec, size);
+    free(rec);
+    struct lsm_index fake;
+    lsm_index_init(&fake);
+    fake.generation = st0.lsm_generation + 1000;
+    fake.epoch = 1000;
+    size_t cap = record_sealed_size(lsm_index_encoded_size(&fake), REC_LSM_INDEX);
+    rec = malloc(cap);
+    assert_non_null(rec);
+    uint8_t h[HASH_SIZE];
+    assert_int_equal(lsm_index_seal(&u.chain, &u.keys, 1u << 30, &fake, rec, cap, &size, h),
+                     PSL_OK);
+    inject(c.n, a, rec, size);
+    free(rec);
+    struct scl_stats st = stats_of(c.n->e[a]);
+    assert_int_equal(st.lsm_indexes_refused, st0.lsm_indexes_refused + 1);
+    assert_int_equal(st.rejected_by[PSL_ERR_CERT_ROLE], st0.rejected_by[PSL_ERR_CERT_ROLE] + 1);
+    assert_int_equal(st.lsm_generation, st0.lsm_generation);
+    writer_keys_deinit(&u.keys);
+
+    /* Server 2 hides the compactor's records after an early index: a new worker still joins
+     * from the newest one (heads and tails come from n - k + 1 servers, the newest wins). */
+    const struct pub *first_index = NULL;
+    for (size_t k = 0; k < c.n->logn && !first_index; k++)
+        if (c.n->log[k].engine == c.comp && c.n->log[k].type == REC_LSM_INDEX)
+            first_index = &c.n->log[k];
+    assert_non_null(first_index);
+    c.n->s[2].lie = LIE_STALE;
+    memcpy(c.n->s[2].stale_writer, c.n->cert[c.comp].writer_id, HASH_SIZE);
+    c.n->s[2].stale_max = first_index->seq;
+    uint64_t newest = stats_of(c.n->e[c.comp]).lsm_generation;
+    assert_true(newest > 1);
+    net_rounds(c.n, 10);
+    size_t j = net_add_engine(c.n, c.next_seed++, ROLE_WORKER, &c.wcfg);
+    cdb_wait_ready(&c, j);
+    st = stats_of(c.n->e[j]);
+    assert_true(st.recovery_index_generation >= newest);
+    c.w[0] = j;
+    cdb_check_all(&c);
+    c.n->s[2].lie = LIE_NONE;
+    cdb_deinit(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2778,6 +3081,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_far_seq_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_batch_bytes_over_record_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cdb_differential, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cdb_adversary, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
