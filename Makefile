@@ -53,6 +53,9 @@ bench: deps build
 	$(BUILD)/bench/capsuled_bench
 	$(BUILD)/bench/scl_bench
 	@if [ -x $(BUILD)/bench/ring_bench ]; then $(BUILD)/bench/ring_bench; fi
+	@if [ -x $(BUILD)/bench/cold_start_bench ]; then $(BUILD)/bench/cold_start_bench; fi
+	@if [ -x $(BUILD)/bench/node_bench ]; then $(BUILD)/bench/node_bench; fi
+	@if [ -x $(BUILD)/bench/lsm_bench ]; then $(BUILD)/bench/lsm_bench; fi
 
 lint: deps
 	cmake -S . -B build-lint -G Ninja -DCMAKE_C_COMPILER=clang -DCMAKE_EXPORT_COMPILE_COMMANDS=ON >/dev/null
