@@ -24,6 +24,8 @@ int cmd_capsule(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_fetch(int argc, char **argv);
 int cmd_run(int argc, char **argv);
+int cmd_job(int argc, char **argv);    /* psl job submit|status (cmd_job.c) */
+int cmd_status(int argc, char **argv); /* psl status --node URL (cmd_job.c) */
 int cmd_graph(int argc, char **argv);
 
 /* Loads and verifies the metadata and record list of an export file. *buf owns the bytes that

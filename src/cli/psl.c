@@ -24,6 +24,10 @@ static const char usage[] =
     "  capsule log       list the records of an exported capsule, one per line\n"
     "  capsule fetch     export a capsule from its storage servers (freshness read)\n"
     "  capsule graph     draw a capsule's DAG (writers' chains, SYNC merges) as DOT or SVG\n"
+    "  job submit SCRIPT run a Lua lambda as a job on psl-nodes (--node URL): attested,\n"
+    "                    provisioned sealed, results verified; keeps a job file\n"
+    "  job status FILE   follow a submitted job, verify its results and its capsule\n"
+    "  status            show a psl-node's status (--node URL): platform key, pool, jobs\n"
     "  demo              build a demo capsule with three writers and a SYNC merge, export\n"
     "                    it, verify it, and print a summary\n"
     "\n"
@@ -79,6 +83,12 @@ int main(int argc, char **argv)
 #ifdef PSL_HAVE_RUN
     if (!strcmp(cmd, "run"))
         return cmd_run(argc - 1, argv + 1);
+#endif
+#ifdef PSL_HAVE_JOB
+    if (!strcmp(cmd, "job"))
+        return cmd_job(argc - 1, argv + 1);
+    if (!strcmp(cmd, "status"))
+        return cmd_status(argc - 1, argv + 1);
 #endif
     if (!strcmp(cmd, "demo"))
         return cmd_demo(argc - 1, argv + 1);
