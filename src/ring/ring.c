@@ -26,7 +26,6 @@
  * woken. Either way it re-checks the position before sleeping again. */
 #include "ring/ring.h"
 
-#include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/futex.h>
@@ -39,31 +38,6 @@
 
 #include "base/assert.h"
 #include "base/limits.h"
-
-/* Hot fields sit 128 bytes apart: Intel's adjacent-line prefetcher pulls 64-byte lines in
- * pairs, so 64 bytes apart would still make them share traffic. */
-#define RING_BLOCK 128u
-
-/* The shared header at the start of a ring region. Every field except the first block can be
- * written by the peer at any time; this side never trusts what it reads back. */
-struct ring_shared {
-    /* Written once by ring_format; read (once) by ring_attach. */
-    uint32_t magic;
-    uint32_t version;
-    uint32_t capacity;
-    uint32_t header_size;
-    uint8_t pad0[RING_BLOCK - 16];
-    _Atomic uint64_t tail; /* written by the producer only: end of the last published frame */
-    uint8_t pad1[RING_BLOCK - 8];
-    _Atomic uint64_t head; /* written by the consumer only: end of the last consumed frame */
-    uint8_t pad2[RING_BLOCK - 8];
-    _Atomic uint32_t data_wait; /* 1 while the consumer sleeps (or is about to) for data */
-    uint8_t pad3[RING_BLOCK - 4];
-    _Atomic uint32_t space_wait; /* 1 while the producer sleeps (or is about to) for space */
-    uint8_t pad4[RING_BLOCK - 4];
-    _Atomic uint32_t closed; /* 1 once either side closed the ring */
-    uint8_t pad5[RING_BLOCK - 4];
-};
 
 _Static_assert(sizeof(struct ring_shared) <= RING_HEADER_SIZE, "shared header fits its page");
 _Static_assert(ATOMIC_LLONG_LOCK_FREE == 2 && ATOMIC_INT_LOCK_FREE == 2,
@@ -154,7 +128,8 @@ static void wake_peer(_Atomic uint32_t *word, uint64_t *wakes)
 {
     /* Pairs with the fence in ring_wait's sleep path (the lost-wakeup argument at the top). */
     atomic_thread_fence(memory_order_seq_cst);
-    /* Relaxed: ordered by the fence above; a stale 0 is impossible after it (see the top). */
+    /* Relaxed: ordered by the fence above. If it reads 0, a sleeper that sets the word later
+     * re-checks after its own fence and sees our new position (see the top). */
     if (atomic_load_explicit(word, memory_order_relaxed) != 0) {
         /* Relaxed: the FUTEX_WAKE system call orders it before the kernel looks for waiters;
          * a sleeper not yet queued sees 0 and FUTEX_WAIT returns at once. */
@@ -227,8 +202,11 @@ static psl_err recv_ready(struct ring *r, struct frame_hdr *out)
         uint64_t room = (uint64_t)r->cap - off; /* >= 8: off is 8-aligned, cap a power of two */
         struct frame_hdr h = frame_get(r->data + off);
         if (h.type == RING_TYPE_PAD) {
-            /* A pad runs exactly to the end of the area. */
-            if (h.size != room - RING_FRAME_HEADER_SIZE || room > avail)
+            /* A pad runs exactly to the end of the area, and is published together with at
+             * least the header of the frame it makes room for (one tail store covers both). A
+             * pad at offset 0 would need more than a ring published, so a receive skips at most
+             * one pad: a peer cannot keep it looping. */
+            if (h.size != room - RING_FRAME_HEADER_SIZE || avail < room + RING_FRAME_HEADER_SIZE)
                 return ring_break(r);
             consumer_advance(r, room);
             continue;
@@ -267,8 +245,7 @@ static psl_err send_ready(struct ring *r, uint64_t need)
 
 /* ---- waiting ---- */
 
-static psl_err ring_ready(struct ring *r, enum wait_kind kind, uint64_t need,
-                          struct frame_hdr *hdr)
+static psl_err ring_ready(struct ring *r, enum wait_kind kind, uint64_t need, struct frame_hdr *hdr)
 {
     return kind == WAIT_DATA ? recv_ready(r, hdr) : send_ready(r, need);
 }
@@ -283,22 +260,30 @@ static psl_err ring_wait(struct ring *r, enum wait_kind kind, uint64_t need, int
     if (err != PSL_ERR_NOT_FOUND || timeout_ms == 0)
         return err;
 
-    uint64_t start = now_ns();
-    uint64_t deadline =
-        timeout_ms < 0 ? UINT64_MAX : start + (uint64_t)timeout_ms * 1000000u;
     /* Relaxed: a private setting; a change applies to the next wait. */
     uint32_t spin_ns = atomic_load_explicit(&r->spin_ns, memory_order_relaxed);
-    uint64_t spin_end = start + spin_ns;
-    if (spin_end > deadline)
-        spin_end = deadline;
+    /* The clock is first read after 16 rounds of spinning, not before the first: a message that
+     * arrives right away is seen without paying for a clock read (the time limits start that
+     * much later, well under a microsecond). */
+    uint64_t start = 0, deadline = 0, spin_end = 0;
     for (uint32_t i = 1; spin_ns > 0; i++) {
         cpu_relax();
         err = ring_ready(r, kind, need, hdr);
         if (err != PSL_ERR_NOT_FOUND)
             return err;
-        if ((i & 15u) == 0 && now_ns() >= spin_end)
+        if ((i & 15u) != 0)
+            continue;
+        uint64_t now = now_ns();
+        if (start == 0) {
+            start = now;
+            deadline = timeout_ms < 0 ? UINT64_MAX : start + (uint64_t)timeout_ms * 1000000u;
+            spin_end = start + spin_ns < deadline ? start + spin_ns : deadline;
+        } else if (now >= spin_end) {
             break;
+        }
     }
+    if (start == 0)
+        deadline = timeout_ms < 0 ? UINT64_MAX : now_ns() + (uint64_t)timeout_ms * 1000000u;
 
     _Atomic uint32_t *word = kind == WAIT_DATA ? &r->sh->data_wait : &r->sh->space_wait;
     for (;;) {
@@ -374,8 +359,7 @@ psl_err ring_attach(struct ring *r, void *mem, size_t mem_size)
         return PSL_ERR_BAD_VERSION;
     uint32_t cap = read_u32_once(&sh->capacity);
     size_t region = ring_region_size(cap);
-    if (region == 0 || region != mem_size ||
-        read_u32_once(&sh->header_size) != RING_HEADER_SIZE)
+    if (region == 0 || region != mem_size || read_u32_once(&sh->header_size) != RING_HEADER_SIZE)
         return PSL_ERR_MALFORMED;
     /* Acquire: pairs with the peer's release stores of head and tail, if it already used the
      * ring (frames sent before we attached are visible to our reads). */
@@ -521,9 +505,11 @@ void ring_get_stats(const struct ring *r, struct ring_stats *out)
 /* Maps fd (size bytes) and attaches tx/rx; ring 0 is host→enclave. */
 static psl_err chan_map(struct ring_chan *c, int fd, size_t size, uint32_t capacity, bool host)
 {
-    /* MAP_POPULATE: the pages are allocated and mapped now, so the hot path never takes a page
-     * fault (a first touch of a shared page costs microseconds). */
-    void *map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
+    /* No MAP_POPULATE: pre-faulting two 16 MiB rings costs about 16 ms at every enclave start,
+     * most of a cold start, for memory a typical job never touches. A first touch of a shared
+     * page costs microseconds once; a ring that has gone round once takes no more faults (the
+     * benchmark warms up over one lap for that reason). */
+    void *map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (map == MAP_FAILED)
         return PSL_ERR_IO;
     size_t region = ring_region_size(capacity);

@@ -22,8 +22,8 @@
  * Threads: one producer and one consumer per ring, which may be different threads or processes.
  * Callers serialize their own producers (one ring_send at a time) and consumers (one ring_recv
  * at a time). After set-up, ring_send, ring_sendv, ring_recv and ring_close make no allocation
- * and no system call other than futex, clock_gettime (vDSO) and sched_yield: they run under the
- * enclave's seccomp allow-list. */
+ * and no system call other than futex and clock_gettime (vDSO): they run under the enclave's
+ * seccomp allow-list. */
 #ifndef PSL_RING_RING_H
 #define PSL_RING_RING_H
 
@@ -35,14 +35,39 @@
 
 #include "base/err.h"
 
-#define RING_MAGIC 0x474e5250u /* "PRNG" little-endian */
-#define RING_VERSION 1u
-#define RING_HEADER_SIZE 4096u /* the shared header takes one page; the data area is aligned */
+#define RING_MAGIC             0x474e5250u /* "PRNG" little-endian */
+#define RING_VERSION           1u
+#define RING_HEADER_SIZE       4096u /* the shared header takes one page; the data area is aligned */
 #define RING_FRAME_HEADER_SIZE 8u
-#define RING_CAPACITY_MIN 4096u
-#define RING_CAPACITY_MAX (1u << 30)
-#define RING_TYPE_PAD 0xffffffffu /* reserved: the filler frame before a wrap */
-#define RING_SPIN_NS_DEFAULT 20000u /* 20 µs of spinning before a futex sleep */
+#define RING_CAPACITY_MIN      4096u
+#define RING_CAPACITY_MAX      (1u << 30)
+#define RING_TYPE_PAD          0xffffffffu /* reserved: the filler frame before a wrap */
+#define RING_SPIN_NS_DEFAULT   20000u      /* 20 µs of spinning before a futex sleep */
+
+/* The shared header at the start of a ring region: the format both processes agree on (tests
+ * and the fuzz target write it directly to play a hostile peer). Hot fields sit RING_BLOCK bytes
+ * apart: Intel's adjacent-line prefetcher pulls 64-byte lines in pairs, so fields only 64 bytes
+ * apart would still share traffic. Everything after the first block can be written by the peer
+ * at any time; neither side trusts what it reads back. */
+#define RING_BLOCK 128u
+struct ring_shared {
+    /* Written once by ring_format; read (once) by ring_attach. */
+    uint32_t magic;
+    uint32_t version;
+    uint32_t capacity;
+    uint32_t header_size;
+    uint8_t pad0[RING_BLOCK - 16];
+    _Atomic uint64_t tail; /* written by the producer only: end of the last published frame */
+    uint8_t pad1[RING_BLOCK - 8];
+    _Atomic uint64_t head; /* written by the consumer only: end of the last consumed frame */
+    uint8_t pad2[RING_BLOCK - 8];
+    _Atomic uint32_t data_wait; /* 1 while the consumer sleeps (or is about to) for data */
+    uint8_t pad3[RING_BLOCK - 4];
+    _Atomic uint32_t space_wait; /* 1 while the producer sleeps (or is about to) for space */
+    uint8_t pad4[RING_BLOCK - 4];
+    _Atomic uint32_t closed; /* 1 once either side closed the ring */
+    uint8_t pad5[RING_BLOCK - 4];
+};
 
 /* Counters of one end's waiting, private to the process that keeps them (for tests, benches and
  * metrics). Each is written only by the side named. */
@@ -62,7 +87,7 @@ struct ring {
     uint32_t cap;           /* validated at attach; never re-read from shared memory */
     uint32_t msg_size_max;  /* min(PSL_RING_MSG_SIZE_MAX, cap / 2 - frame header) */
     _Atomic uint32_t spin_ns;
-    _Atomic bool broken;    /* set on a violation by the peer; sticky */
+    _Atomic bool broken; /* set on a violation by the peer; sticky */
     uint8_t pad0[64];
     /* producer side */
     uint64_t tail;      /* next position to write; the shared tail is only ever stored */
@@ -80,8 +105,9 @@ struct ring {
  * not a power of two within [RING_CAPACITY_MIN, RING_CAPACITY_MAX]. */
 size_t ring_region_size(uint32_t capacity);
 
-/* Largest payload a ring of `capacity` bytes carries: min(PSL_RING_MSG_SIZE_MAX, capacity / 2 -
- * RING_FRAME_HEADER_SIZE), so that a frame plus the pad before it always fits an empty ring. */
+/* Largest payload a ring of `capacity` bytes (a capacity ring_region_size accepts) carries:
+ * min(PSL_RING_MSG_SIZE_MAX, capacity / 2 - RING_FRAME_HEADER_SIZE), so that a frame plus the
+ * pad before it always fits an empty ring. */
 uint32_t ring_msg_size_max(uint32_t capacity);
 
 /* Writes an empty ring into mem (borrowed), which must be exactly ring_region_size(capacity)
