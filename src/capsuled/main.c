@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "base/log.h"
+#include "base/bytes.h"
 #include "capsule/export.h"
 #include "capsule/keyfile.h"
 #include "capsuled/server.h"
@@ -33,6 +34,8 @@ struct config {
     long stale_heads_by;
     char ready_file[1024];
     char log_level[16];
+    uint8_t owners[CAPSULED_OWNERS_MAX][SIGN_PK_SIZE];
+    size_t owner_count;
 };
 
 static const char usage[] =
@@ -47,6 +50,9 @@ static const char usage[] =
     "  --fabric URL           nats://HOST:PORT (default nats://127.0.0.1:4222)\n"
     "  --capsule FILE         serve the capsule of this export/metadata file (psl capsule\n"
     "                         create writes one); repeatable, or `capsule = FILE` lines\n"
+    "  --admit-owner HEX      accept capsules of this owner (public key, 64 hex digits, as\n"
+    "                         `psl keygen` prints) at run time: `psl capsule serve` publishes\n"
+    "                         them; repeatable (at most 64)\n"
     "  --commit-window-us N   extra group commit wait in microseconds (default 0: records\n"
     "                         arriving during a commit form the next batch anyway)\n"
     "  --map-size-mb N        most the database may hold, in MiB (default 1024)\n"
@@ -56,6 +62,7 @@ static const char usage[] =
     "  --log-level LEVEL      debug, info (default), warn, error\n"
     "  --stale-heads N        TESTING ONLY: report heads N records behind (a lagging server)\n"
     "  --help\n"
+    "Capsules accepted before (files or admissions) are served again after a restart.\n"
     "Signals: SIGTERM or SIGINT stop it gracefully (queued records are committed first).\n"
     "Exit codes: 0 clean stop, 2 usage or configuration error, 3 runtime error.\n";
 
@@ -88,6 +95,11 @@ static bool config_set(struct config *c, const char *name, const char *value)
         if (c->capsule_count == CAPSULES_MAX)
             return false;
         copy_str(c->capsules[c->capsule_count++], sizeof c->capsules[0], value);
+    } else if (!strcmp(name, "admit_owner")) {
+        if (c->owner_count == CAPSULED_OWNERS_MAX || strlen(value) != 2 * SIGN_PK_SIZE ||
+            hex_decode(c->owners[c->owner_count], SIGN_PK_SIZE, value) != PSL_OK)
+            return false;
+        c->owner_count++;
     } else if (!strcmp(name, "commit_window_us"))
         return parse_long(value, &c->commit_window_us);
     else if (!strcmp(name, "map_size_mb"))
@@ -208,6 +220,18 @@ static int run(const struct config *c)
             goto out;
         }
     }
+    size_t stored = 0;
+    if ((err = capsuled_serve_stored(srv, &stored))) {
+        fprintf(stderr, "psl-capsuled: error: cannot read the stored capsules in %s: %s\n",
+                c->data_dir, psl_strerror(err));
+        goto out;
+    }
+    if (c->owner_count && (err = capsuled_admit(srv, (const uint8_t(*)[SIGN_PK_SIZE])c->owners,
+                                                c->owner_count))) {
+        fprintf(stderr, "psl-capsuled: error: cannot listen for admissions: %s\n",
+                psl_strerror(err));
+        goto out;
+    }
     if (c->metrics_port) {
         metrics_server = srv;
         struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)c->metrics_port),
@@ -226,7 +250,8 @@ static int run(const struct config *c)
         if (f)
             fclose(f);
     }
-    LOG_INFO("capsuled", "msg=ready capsules=%d fabric=%s", c->capsule_count, c->fabric);
+    LOG_INFO("capsuled", "msg=ready capsules=%zu admit_owners=%zu fabric=%s", stored,
+             c->owner_count, c->fabric);
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
@@ -254,12 +279,13 @@ int main(int argc, char **argv)
         {"map-size-mb", required_argument, NULL, 'm'},  {"anti-entropy-ms", required_argument, NULL, 'a'},
         {"metrics-port", required_argument, NULL, 'p'}, {"ready-file", required_argument, NULL, 'r'},
         {"log-level", required_argument, NULL, 'l'},    {"stale-heads", required_argument, NULL, 's'},
+        {"admit-owner", required_argument, NULL, 'O'},
         {"help", no_argument, NULL, 'h'},               {NULL, 0, NULL, 0}};
     static const char *const names[128] = {
         ['d'] = "data_dir",         ['k'] = "key",           ['f'] = "fabric",
         ['C'] = "capsule",          ['w'] = "commit_window_us", ['m'] = "map_size_mb",
         ['a'] = "anti_entropy_ms",  ['p'] = "metrics_port",  ['r'] = "ready_file",
-        ['l'] = "log_level",        ['s'] = "stale_heads"};
+        ['l'] = "log_level",        ['s'] = "stale_heads",   ['O'] = "admit_owner"};
     struct config *c = calloc(1, sizeof *c);
     if (!c)
         return 3;

@@ -81,6 +81,10 @@ struct capsuled {
     pthread_cond_t ae_cv;
     bool ae_running;
     bool stopping;
+    uint8_t owners[CAPSULED_OWNERS_MAX][SIGN_PK_SIZE]; /* admitted owners (capsuled_admit) */
+    size_t owner_count;
+    uint64_t admit_sub;
+    bool admit_subscribed;
 };
 
 struct append_ctx {
@@ -883,10 +887,94 @@ out_free:
     return err;
 }
 
+struct stored_ctx {
+    struct capsuled *s;
+    size_t served;
+};
+
+static void serve_stored_one(void *ctx, const uint8_t *raw, size_t size)
+{
+    struct stored_ctx *c = ctx;
+    psl_err err = capsuled_serve(c->s, raw, size);
+    if (err) {
+        LOG_WARN("capsuled", "msg=\"a stored capsule is not served\" err=%s", psl_err_name(err));
+        return;
+    }
+    c->served++;
+}
+
+psl_err capsuled_serve_stored(struct capsuled *s, size_t *count)
+{
+    struct stored_ctx c = {.s = s};
+    psl_err err = store_meta_each(s->store, serve_stored_one, &c);
+    if (count)
+        *count = c.served;
+    return err;
+}
+
+/* An admission request: metadata bytes (untrusted). Verified (owner signature, limits), the
+ * owner checked against the admitted list, then served (which checks the replica set). */
+static void on_admit_msg(void *ctx, const char *topic, const uint8_t *data, size_t size)
+{
+    (void)topic;
+    struct capsuled *s = ctx;
+    struct capsule_meta m;
+    psl_err err = size <= META_SIZE_MAX ? meta_decode(&m, data, size) : PSL_ERR_TOO_LARGE;
+    if (!err) {
+        bool allowed = false;
+        pthread_mutex_lock(&s->mu);
+        for (size_t i = 0; i < s->owner_count && !allowed; i++)
+            allowed = memcmp(s->owners[i], m.owner_pk, SIGN_PK_SIZE) == 0;
+        pthread_mutex_unlock(&s->mu);
+        err = !allowed ? PSL_ERR_CERT_ISSUER
+              : meta_replica_index(&m, s->cfg.key->pk) < 0 ? PSL_ERR_NOT_REPLICA
+                                                           : capsuled_serve(s, data, size);
+    }
+    pthread_mutex_lock(&s->mu);
+    if (err)
+        s->st.admissions_refused++;
+    else
+        s->st.admitted++;
+    pthread_mutex_unlock(&s->mu);
+    if (err == PSL_ERR_NOT_REPLICA)
+        return; /* the request went to every server; most are not in this replica set */
+    char hex[2 * HASH_SIZE + 1] = "-";
+    if (!err)
+        hex_encode(hex, m.name, HASH_SIZE);
+    if (err)
+        LOG_WARN("capsuled", "msg=\"capsule admission refused\" err=%s", psl_err_name(err));
+    else
+        LOG_INFO("capsuled", "msg=\"capsule admitted\" capsule=%s", hex);
+}
+
+psl_err capsuled_admit(struct capsuled *s, const uint8_t (*owners)[SIGN_PK_SIZE], size_t count)
+{
+    if (count == 0 || count > CAPSULED_OWNERS_MAX)
+        return PSL_ERR_INVALID_ARG;
+    pthread_mutex_lock(&s->mu);
+    memcpy(s->owners, owners, count * SIGN_PK_SIZE);
+    s->owner_count = count;
+    bool subscribed = s->admit_subscribed;
+    s->admit_subscribed = true;
+    pthread_mutex_unlock(&s->mu);
+    if (subscribed)
+        return PSL_OK;
+    psl_err err = fabric_subscribe(s->cfg.fabric, CAPSULED_ADMIT_TOPIC, on_admit_msg, s,
+                                   &s->admit_sub);
+    if (err) {
+        pthread_mutex_lock(&s->mu);
+        s->admit_subscribed = false;
+        pthread_mutex_unlock(&s->mu);
+    }
+    return err;
+}
+
 void capsuled_stop(struct capsuled *s)
 {
     if (!s)
         return;
+    if (s->admit_subscribed)
+        fabric_unsubscribe(s->cfg.fabric, s->admit_sub);
     pthread_mutex_lock(&s->mu);
     s->stopping = true;
     pthread_cond_broadcast(&s->ae_cv);
@@ -977,6 +1065,10 @@ size_t capsuled_metrics(struct capsuled *s, char *buf, size_t cap)
     EMIT("# TYPE psl_capsuled_anti_entropy_records_total counter\n"
          "psl_capsuled_anti_entropy_records_total %" PRIu64 "\n", st.ae_fetched);
     EMIT("# TYPE psl_capsuled_forks_total counter\npsl_capsuled_forks_total %" PRIu64 "\n", st.store.forks);
+    EMIT("# TYPE psl_capsuled_admitted_total counter\npsl_capsuled_admitted_total %" PRIu64 "\n",
+         st.admitted);
+    EMIT("# TYPE psl_capsuled_admissions_refused_total counter\n"
+         "psl_capsuled_admissions_refused_total %" PRIu64 "\n", st.admissions_refused);
 #undef EMIT
     return n < cap ? n : cap;
 }

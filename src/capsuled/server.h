@@ -39,6 +39,8 @@ struct capsuled_stats {
     uint64_t duplicates;          /* records already stored when they arrived again */
     uint64_t pending;             /* records waiting for a CERT now */
     uint64_t commit_ns_p50, commit_ns_p99;
+    uint64_t admitted;            /* capsules accepted at run time */
+    uint64_t admissions_refused;  /* bad metadata, owner not admitted, or not a replica */
 };
 
 struct capsuled;
@@ -47,6 +49,17 @@ psl_err capsuled_start(struct capsuled **out, const struct capsuled_config *cfg)
 /* Serves a capsule: verifies its metadata, requires this server to be in its replica set,
  * stores it, loads its writers' certificates from storage, and subscribes. Idempotent. */
 psl_err capsuled_serve(struct capsuled *s, const uint8_t *meta_raw, size_t meta_size) PSL_MUST_USE;
+/* Serves every capsule whose metadata this server stored before (a restarted server goes on
+ * serving what it accepted). Capsules that no longer verify or list this server are skipped and
+ * logged. *count (may be NULL) is how many are served. */
+psl_err capsuled_serve_stored(struct capsuled *s, size_t *count) PSL_MUST_USE;
+/* Accepts capsules at run time: owner-signed metadata published on CAPSULED_ADMIT_TOPIC is
+ * served when its signature verifies, its owner is one of owners (count <= CAPSULED_OWNERS_MAX;
+ * copied) and this server is in its replica set. Anything else is counted and dropped. */
+#define CAPSULED_ADMIT_TOPIC "psl.admin.serve"
+#define CAPSULED_OWNERS_MAX 64u
+psl_err capsuled_admit(struct capsuled *s, const uint8_t (*owners)[SIGN_PK_SIZE],
+                       size_t count) PSL_MUST_USE;
 /* Unsubscribes everything, commits what is queued, closes storage. */
 void capsuled_stop(struct capsuled *s);
 

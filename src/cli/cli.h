@@ -26,7 +26,10 @@ int cmd_fetch(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_job(int argc, char **argv);    /* psl job submit|status (cmd_job.c) */
 int cmd_status(int argc, char **argv); /* psl status --node URL (cmd_job.c) */
+int cmd_deploy(int argc, char **argv); /* psl deploy SCRIPT --name NAME (cmd_job.c) */
+int cmd_invoke(int argc, char **argv); /* psl invoke NAME|FUNCFILE (cmd_job.c) */
 int cmd_graph(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 /* Loads and verifies the metadata and record list of an export file. *buf owns the bytes that
  * view points into. Returns an exit code (EXIT_OK on success) after reporting any error. */

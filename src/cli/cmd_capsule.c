@@ -468,7 +468,7 @@ out_key:
 int cmd_capsule(int argc, char **argv)
 {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        fputs("Usage: psl capsule create|verify|log|fetch|graph ...  (psl capsule SUBCOMMAND --help)\n",
+        fputs("Usage: psl capsule create|verify|log|fetch|serve|graph ...  (psl capsule SUBCOMMAND --help)\n",
               argc < 2 ? stderr : stdout);
         return argc < 2 ? EXIT_USAGE : EXIT_OK;
     }
@@ -483,6 +483,9 @@ int cmd_capsule(int argc, char **argv)
         return cmd_fetch(argc - 1, argv + 1);
     if (!strcmp(sub, "graph"))
         return cmd_graph(argc - 1, argv + 1);
-    cli_error("unknown capsule subcommand '%s'; use create, verify, log, fetch or graph", sub);
+    if (!strcmp(sub, "serve"))
+        return cmd_serve(argc - 1, argv + 1);
+    cli_error("unknown capsule subcommand '%s'; use create, verify, log, fetch, serve or graph",
+              sub);
     return EXIT_USAGE;
 }

@@ -9,7 +9,9 @@
 
 #include "base/bytes.h"
 #include "capsule/export.h"
+#include "base/clock.h"
 #include "capsuled/client.h"
+#include "capsuled/server.h"
 #include "cli/cli.h"
 
 static const char fetch_usage[] =
@@ -121,6 +123,115 @@ int cmd_fetch(int argc, char **argv)
                sum.claims_refuted ? "; some claimed heads did not verify" : "");
         printf("wrote     %s%s\n", out, sum.complete ? "" : " (incomplete: some records could not be fetched)");
         rc = sum.complete ? EXIT_OK : EXIT_VERIFY_FAILED;
+    }
+out_client:
+    capsule_client_close(cl);
+out_fabric:
+    fabric_destroy(fabric);
+out_view:
+    export_view_free(&view);
+    free(buf);
+    return rc;
+}
+
+static const char serve_usage[] =
+    "Usage: psl capsule serve CAPSULE_FILE [--fabric URL] [--answers N] [--timeout-ms MS]\n"
+    "\n"
+    "Asks the storage servers of a capsule's replica set to serve it: publishes its owner-signed\n"
+    "metadata for admission (servers started with --admit-owner for this owner accept it), then\n"
+    "waits until the servers answer for the capsule. CAPSULE_FILE is the export `psl capsule\n"
+    "create` wrote.\n"
+    "  --fabric URL     NATS URL (default nats://127.0.0.1:4222)\n"
+    "  --answers N      servers that must serve it (default: all n of the replica set)\n"
+    "  --timeout-ms MS  give up after MS (default 10000)\n";
+
+int cmd_serve(int argc, char **argv)
+{
+    static const struct option opts[] = {{"fabric", required_argument, NULL, 'f'},
+                                         {"answers", required_argument, NULL, 'a'},
+                                         {"timeout-ms", required_argument, NULL, 't'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *url = "nats://127.0.0.1:4222";
+    long answers = 0, timeout_ms = 10000;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "f:a:t:h", opts, NULL)) != -1) {
+        char *end = NULL;
+        if (c == 'f') {
+            url = optarg;
+        } else if (c == 'a') {
+            answers = strtol(optarg, &end, 10);
+        } else if (c == 't') {
+            timeout_ms = strtol(optarg, &end, 10);
+        } else if (c == 'h') {
+            fputs(serve_usage, stdout);
+            return EXIT_OK;
+        } else {
+            fputs(serve_usage, stderr);
+            return EXIT_USAGE;
+        }
+        if (end && (*end || answers < 0 || timeout_ms <= 0)) {
+            cli_error("--answers and --timeout-ms take positive integers");
+            return EXIT_USAGE;
+        }
+    }
+    if (optind != argc - 1) {
+        cli_error("serve needs one CAPSULE_FILE; see `psl capsule serve --help`");
+        return EXIT_USAGE;
+    }
+    uint8_t *buf;
+    struct export_view view;
+    struct capsule_meta m;
+    int rc = cli_load_export(argv[optind], &buf, &view, &m);
+    if (rc)
+        return rc;
+    if (!answers)
+        answers = m.replica_count;
+    if (answers > m.replica_count) {
+        cli_error("--answers %ld is more than the %u servers of the replica set", answers,
+                  m.replica_count);
+        rc = EXIT_USAGE;
+        goto out_view;
+    }
+    struct fabric *fabric = NULL;
+    struct capsule_client *cl = NULL;
+    rc = EXIT_RUNTIME;
+    if (fabric_nats_connect(url, "psl-serve", &fabric) != PSL_OK) {
+        cli_error("cannot connect to the fabric at %s; is nats-server running?", url);
+        goto out_view;
+    }
+    struct capsule_client_config cc = {.fabric = fabric, .meta = &m};
+    if (capsule_client_open(&cl, &cc) != PSL_OK)
+        goto out_fabric;
+    uint64_t deadline = clock_mono_ns() + (uint64_t)timeout_ms * 1000000u;
+    unsigned best = 0;
+    for (;;) {
+        /* Published again on every round: a server that starts late still hears it. */
+        if (fabric_publish(fabric, CAPSULED_ADMIT_TOPIC, view.meta, view.meta_size) != PSL_OK) {
+            cli_error("cannot publish on the fabric at %s", url);
+            goto out_client;
+        }
+        struct fresh_result fr;
+        psl_err err = capsule_client_fresh_heads(cl, (unsigned)answers, 1000, &fr);
+        if (!err) {
+            best = fr.answers;
+            fresh_result_free(&fr);
+            break;
+        }
+        if (clock_mono_ns() > deadline)
+            break;
+    }
+    if (best >= (unsigned)answers) {
+        char hex[2 * HASH_SIZE + 1];
+        hex_encode(hex, m.name, HASH_SIZE);
+        printf("served    %s by %u of %u servers\n", hex, best, m.replica_count);
+        rc = EXIT_OK;
+    } else {
+        cli_error("fewer than %ld of the %u servers serve the capsule after %ld ms; were they "
+                  "started with --admit-owner for this capsule's owner?",
+                  answers, m.replica_count, timeout_ms);
+        rc = EXIT_VERIFY_FAILED;
     }
 out_client:
     capsule_client_close(cl);

@@ -23,6 +23,7 @@ static const char usage[] =
     "  capsule verify    verify an exported capsule: writers, heads, forks, failures\n"
     "  capsule log       list the records of an exported capsule, one per line\n"
     "  capsule fetch     export a capsule from its storage servers (freshness read)\n"
+    "  capsule serve     ask a capsule's storage servers to serve it (run-time admission)\n"
     "  capsule graph     draw a capsule's DAG (writers' chains, SYNC merges) as DOT or SVG\n"
     "  job submit SCRIPT run a Lua lambda as a job on psl-nodes (--node URL): attested,\n"
     "                    provisioned sealed, results verified; keeps a job file\n"
@@ -89,6 +90,10 @@ int main(int argc, char **argv)
         return cmd_job(argc - 1, argv + 1);
     if (!strcmp(cmd, "status"))
         return cmd_status(argc - 1, argv + 1);
+    if (!strcmp(cmd, "deploy"))
+        return cmd_deploy(argc - 1, argv + 1);
+    if (!strcmp(cmd, "invoke"))
+        return cmd_invoke(argc - 1, argv + 1);
 #endif
     if (!strcmp(cmd, "demo"))
         return cmd_demo(argc - 1, argv + 1);

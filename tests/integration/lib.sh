@@ -127,7 +127,8 @@ EOF
 make_capsule() {
     local n=${1:-3} k=${2:-2} args=() i
     mkdir -p "$CAP"
-    "$PSL" keygen --type owner --out "$CAP/owner.key" >/dev/null || fail "psl keygen owner"
+    OWNER_PK=$("$PSL" keygen --type owner --out "$CAP/owner.key") || fail "psl keygen owner"
+    OWNER_PK=${OWNER_PK##* }
     "$PSL" keygen --type capsule --out "$CAP/capsule.key" >/dev/null || fail "psl keygen capsule"
     for i in $(seq 0 $((n - 1))); do
         "$PSL" keygen --type server --out "$CAP/s$i.key" >/dev/null || fail "psl keygen server"
@@ -147,8 +148,11 @@ start_server() {
     for try in 1 2 3; do
         [ -n "${MPORT[$i]:-}" ] || MPORT[$i]=$(free_port)
         rm -f "$T/s$i.ready"
+        # SERVE_FILE=0: start without --capsule (run-time admission, or what is stored).
+        local capsule_arg=(--capsule "$CAP/capsule.pslx")
+        [ "${SERVE_FILE:-1}" = 1 ] || capsule_arg=()
         "$CAPSULED" --data-dir "${DATA_DIR[$i]:-$T/data$i}" --key "$CAP/s$i.key" --fabric "$FABRIC" \
-            --capsule "$CAP/capsule.pslx" --metrics-port "${MPORT[$i]}" --ready-file "$T/s$i.ready" \
+            "${capsule_arg[@]}" --metrics-port "${MPORT[$i]}" --ready-file "$T/s$i.ready" \
             --anti-entropy-ms "${ANTI_ENTROPY_MS:-200}" "$@" >>"$T/s$i.log" 2>&1 &
         SPID[$i]=$!
         PIDS+=("${SPID[$i]}")
