@@ -507,3 +507,122 @@ void result_opened_free(struct result_opened *r)
     }
     memset(r, 0, sizeof *r);
 }
+
+/* ---- deployed functions ---- */
+
+static const uint8_t invoke_magic[4] = {'P', 'S', 'L', 'I'};
+#define INVOKE_SIG_TAG "psl-invoke-v1"
+
+bool provision_is_function(const struct provision_bundle *b)
+{
+    return b->args_size >= 4 && memcmp(b->args, PROVISION_FUNCTION_MAGIC, 4) == 0;
+}
+
+psl_err invoke_seal(const struct signer *client, const uint8_t enclave_kx_pk[KX_PK_SIZE],
+                    const struct invoke_request *req, uint8_t **out, size_t *out_size)
+{
+    if (req->args_size > PSL_ARGS_SIZE_MAX)
+        return PSL_ERR_TOO_LARGE;
+    size_t size = INVOKE_FIXED_SIZE + req->args_size;
+    uint8_t *plain = malloc(size);
+    uint8_t *sealed = malloc(size + SEAL_OVERHEAD);
+    if (!plain || !sealed) {
+        free(plain);
+        free(sealed);
+        return PSL_ERR_NOMEM;
+    }
+    struct wr w;
+    wr_init(&w, plain, size);
+    wr_bytes(&w, invoke_magic, 4);
+    wr_u8(&w, INVOKE_VERSION);
+    wr_bytes(&w, req->id, INVOKE_ID_SIZE);
+    wr_u64(&w, req->issued_ms);
+    wr_bytes(&w, req->reply_kx_pk, KX_PK_SIZE);
+    wr_u32(&w, (uint32_t)req->args_size);
+    if (req->args_size)
+        wr_bytes(&w, req->args, req->args_size);
+    PSL_ASSERT(!w.err && w.pos == size - SIGN_SIG_SIZE);
+    uint8_t h[HASH_SIZE];
+    hash_sha256(h, plain, size - SIGN_SIG_SIZE);
+    sign_tagged(client, plain + size - SIGN_SIG_SIZE, INVOKE_SIG_TAG, h);
+    psl_err err = seal_box(sealed, plain, size, enclave_kx_pk);
+    secret_wipe(plain, size);
+    free(plain);
+    if (err) {
+        free(sealed);
+        return err;
+    }
+    *out = sealed;
+    *out_size = size + SEAL_OVERHEAD;
+    return PSL_OK;
+}
+
+psl_err invoke_decode(struct invoke_opened *out, const uint8_t client_sign_pk[SIGN_PK_SIZE],
+                      const uint8_t *plain, size_t size)
+{
+    if (size < INVOKE_FIXED_SIZE)
+        return PSL_ERR_TRUNCATED;
+    if (size > INVOKE_FIXED_SIZE + PSL_ARGS_SIZE_MAX)
+        return PSL_ERR_TOO_LARGE;
+    uint8_t h[HASH_SIZE];
+    hash_sha256(h, plain, size - SIGN_SIG_SIZE);
+    if (!sign_verify_tagged(client_sign_pk, plain + size - SIGN_SIG_SIZE, INVOKE_SIG_TAG, h))
+        return PSL_ERR_BAD_SIGNATURE;
+    struct invoke_opened o;
+    memset(&o, 0, sizeof o);
+    struct rd r;
+    rd_init(&r, plain, size - SIGN_SIG_SIZE);
+    const uint8_t *magic = rd_take(&r, 4);
+    uint8_t version = rd_u8(&r);
+    rd_copy(&r, o.id, INVOKE_ID_SIZE);
+    o.issued_ms = rd_u64(&r);
+    rd_copy(&r, o.reply_kx_pk, KX_PK_SIZE);
+    uint32_t args_size = rd_u32(&r);
+    if (r.err)
+        return r.err;
+    if (memcmp(magic, invoke_magic, 4) != 0)
+        return PSL_ERR_BAD_MAGIC;
+    if (version != INVOKE_VERSION)
+        return PSL_ERR_BAD_VERSION;
+    if (args_size != rd_left(&r))
+        return PSL_ERR_MALFORMED;
+    o.args = rd_take(&r, args_size);
+    o.args_size = args_size;
+    *out = o;
+    return PSL_OK;
+}
+
+psl_err invoke_open(const struct kx_keypair *kx, const uint8_t client_sign_pk[SIGN_PK_SIZE],
+                    const uint8_t *sealed, size_t sealed_size, struct invoke_opened *out)
+{
+    if (sealed_size < SEAL_OVERHEAD + INVOKE_FIXED_SIZE)
+        return PSL_ERR_TRUNCATED;
+    if (sealed_size > INVOKE_SEALED_SIZE_MAX)
+        return PSL_ERR_TOO_LARGE;
+    size_t size = sealed_size - SEAL_OVERHEAD;
+    uint8_t *plain = malloc(size);
+    if (!plain)
+        return PSL_ERR_NOMEM;
+    psl_err err = seal_open(plain, sealed, sealed_size, kx);
+    struct invoke_opened o;
+    if (!err)
+        err = invoke_decode(&o, client_sign_pk, plain, size);
+    if (err) {
+        secret_wipe(plain, size);
+        free(plain);
+        return err;
+    }
+    o.buf = plain;
+    o.buf_size = size;
+    *out = o;
+    return PSL_OK;
+}
+
+void invoke_opened_free(struct invoke_opened *o)
+{
+    if (o->buf) {
+        secret_wipe(o->buf, o->buf_size);
+        free(o->buf);
+    }
+    memset(o, 0, sizeof *o);
+}

@@ -231,4 +231,64 @@ psl_err result_open(const struct kx_keypair *kx, const struct capsule_meta *m,
 /* Wipes and frees the result; zeroes r. */
 void result_opened_free(struct result_opened *r);
 
+/* ---- deployed functions (DESIGN §7.4) ----
+ * A function is provisioned with an ordinary bundle whose args begin with the magic "PSLF" (the
+ * owner signs them with the rest of the bundle, as a leader's configuration is carried): the
+ * enclave loads nothing yet, stays provisioned and runs the script's global handle(args) once
+ * per invocation, in a fresh sandbox each time. The bytes after the magic are reserved (empty).
+ * An invocation is sealed to the enclave's X25519 key and signed by the bundle's client key
+ * (client_sign_pk): only the deployer may invoke. Plaintext ("PSLI"):
+ *   magic[4] version u8 | invocation_id[16] | issued_ms u64 | reply_kx_pk[32] | args_size u32
+ *   args | signature[64]: client over ("psl-invoke-v1" || SHA-256(all before the signature))
+ * The answer is a sealed result (above) with job_id = invocation_id, sealed to reply_kx_pk. */
+#define PROVISION_FUNCTION_MAGIC "PSLF"
+#define FUNCTION_ENTRY "handle"
+#define INVOKE_VERSION 1u
+#define INVOKE_ID_SIZE JOB_ID_SIZE
+#define INVOKE_FIXED_SIZE (4u + 1 + INVOKE_ID_SIZE + 8 + KX_PK_SIZE + 4 + SIGN_SIG_SIZE)
+#define INVOKE_SEALED_SIZE_MAX (SEAL_OVERHEAD + INVOKE_FIXED_SIZE + PSL_ARGS_SIZE_MAX)
+
+/* True when a bundle's args make it a function's bundle. */
+bool provision_is_function(const struct provision_bundle *b);
+
+struct invoke_request {
+    uint8_t id[INVOKE_ID_SIZE]; /* fresh and random per invocation */
+    uint64_t issued_ms;         /* wall clock of the client */
+    uint8_t reply_kx_pk[KX_PK_SIZE];
+    const uint8_t *args; /* borrowed; 0..PSL_ARGS_SIZE_MAX bytes */
+    size_t args_size;
+};
+
+/* Encodes, signs with client and seals req to the function enclave's enclave_kx_pk. *out
+ * (malloc, owned by the caller) on success; PSL_ERR_TOO_LARGE for args over the limit. */
+psl_err invoke_seal(const struct signer *client, const uint8_t enclave_kx_pk[KX_PK_SIZE],
+                    const struct invoke_request *req, uint8_t **out,
+                    size_t *out_size) PSL_MUST_USE;
+
+/* An opened invocation: args point into buf (owned, wiped on free). */
+struct invoke_opened {
+    uint8_t id[INVOKE_ID_SIZE];
+    uint64_t issued_ms;
+    uint8_t reply_kx_pk[KX_PK_SIZE];
+    const uint8_t *args;
+    size_t args_size;
+    uint8_t *buf;
+    size_t buf_size;
+};
+
+/* The inner decoder (exposed for the fuzz target): size, magic, version, framing, then the
+ * signature under client_sign_pk over the raw bytes (PSL_ERR_BAD_SIGNATURE) before any field is
+ * used. Pointers of *out borrow plain; out->buf is left NULL. *out on success only. */
+psl_err invoke_decode(struct invoke_opened *out, const uint8_t client_sign_pk[SIGN_PK_SIZE],
+                      const uint8_t *plain, size_t size) PSL_MUST_USE;
+
+/* Opens an invocation (untrusted bytes from the host) with the enclave's kx and verifies it was
+ * signed by client_sign_pk: size limits, PSL_ERR_DECRYPT, then invoke_decode. Replay checks are
+ * the caller's (the enclave remembers ids). *out on success only; release with
+ * invoke_opened_free. */
+psl_err invoke_open(const struct kx_keypair *kx, const uint8_t client_sign_pk[SIGN_PK_SIZE],
+                    const uint8_t *sealed, size_t sealed_size,
+                    struct invoke_opened *out) PSL_MUST_USE;
+void invoke_opened_free(struct invoke_opened *o);
+
 #endif

@@ -76,6 +76,11 @@ struct job {
     char w_err[JOB_WORKERS_MAX][200]; /* refused by this client (attestation, ...) */
     struct wstate ws[JOB_WORKERS_MAX];
     uint64_t created_ms;
+    /* A deployed function (psl deploy): its name, its enclave's certified X25519 key, and the
+     * owner key file that signs invocations. */
+    char function[64];
+    uint8_t enclave_kx_pk[KX_PK_SIZE];
+    char owner_file[1024];
 };
 
 struct out_opts {
@@ -300,6 +305,11 @@ static int job_file_write(const struct job *J, bool create)
         json_array_append_new(ws, e);
     }
     json_object_set_new(o, "assignment", ws);
+    if (J->function[0]) {
+        json_object_set_new(o, "function", json_string(J->function));
+        json_object_set_new(o, "enclave_kx_pk", jhex(J->enclave_kx_pk, KX_PK_SIZE));
+        json_object_set_new(o, "owner_key_file", json_string(J->owner_file));
+    }
     char *text = json_dumps(o, JSON_INDENT(1));
     json_decref(o);
     if (!text)
@@ -405,6 +415,14 @@ static int job_file_read(struct job *J, const char *path)
             pk_ptrs[i] = pks[i];
         if (json_is_string(ref))
             snprintf(J->w_err[i], sizeof J->w_err[i], "%s", json_string_value(ref));
+    }
+    json_t *jf = json_object_get(o, "function"), *jo = json_object_get(o, "owner_key_file");
+    if (jf) {
+        if (!json_is_string(jf) || json_string_length(jf) >= sizeof J->function ||
+            !json_is_string(jo) || !get_hex(o, "enclave_kx_pk", J->enclave_kx_pk, KX_PK_SIZE))
+            goto bad;
+        snprintf(J->function, sizeof J->function, "%s", json_string_value(jf));
+        snprintf(J->owner_file, sizeof J->owner_file, "%s", json_string_value(jo));
     }
     psl_err err = jobclient_restore(&J->c, meta, meta_size, key, seed, job_id, J->workers, pk_ptrs);
     if (err) {
@@ -847,7 +865,89 @@ static int provision_node(struct node_ref *n, uint8_t **bundles, size_t *sizes)
     }
 }
 
-static int job_submit(int argc, char **argv)
+static const char deploy_usage[] =
+    "Usage: psl deploy SCRIPT --node URL --name NAME --owner KEYFILE\n"
+    "                  (--servers FILE | --servers-from-node | --capsule FILE --capsule-key F)\n"
+    "                  [--func-file FILE] [--json]\n"
+    "\n"
+    "Deploys the Lua script SCRIPT as the function NAME on a psl-node: one warm enclave is\n"
+    "attested, certified by the owner key and provisioned with a function bundle; it then runs\n"
+    "the script's handle(args) once per `psl invoke`, over the function's capsule. The function\n"
+    "file (default psl-func-NAME.json, 0600) keeps the capsule key, the enclave's certified keys\n"
+    "and the node, for `psl invoke`.\n"
+    "\n"
+    "  -n, --node URL          the psl-node (http://HOST:PORT)\n"
+    "      --name NAME         the function's name on the node (A-Z a-z 0-9 . _ -, at most 63)\n"
+    "  -o, --owner KEYFILE     the capsule owner's key; it also signs every invocation\n"
+    "      --servers FILE, --servers-from-node, --capsule FILE --capsule-key F,\n"
+    "      --measurement HEX, --trust-platform HEX, --mem-mb N, --insn N, --json, --quiet\n"
+    "                          as for `psl job submit` (the limits apply per invocation)\n"
+    "      --func-file FILE    where to keep the function (default psl-func-NAME.json)\n"
+    "\n"
+    "Exit status: 0 deployed; 1 the attestation did not verify; 2 usage; 3 runtime error.\n";
+
+/* After the function's bundle was sent: waits until its enclave serves (READY) or failed, then
+ * writes the function file. */
+static int deploy_finish(struct job *J, bool refused, const struct out_opts *o)
+{
+    struct node_ref *n = &J->nodes[0];
+    if (refused || !J->c.w[0].certified) {
+        cli_error("function %s: the enclave was not admitted: %s", J->function, J->w_err[0]);
+        return refused ? EXIT_VERIFY_FAILED : EXIT_RUNTIME;
+    }
+    char path[96], why[300];
+    snprintf(path, sizeof path, "/v1/jobs/%s", n->job);
+    uint64_t deadline = clock_wall_ms() + CREATE_TIMEOUT_MS;
+    for (;;) {
+        json_t *r;
+        unsigned status = api(n, "GET", path, NULL, REQUEST_TIMEOUT_MS, &r, why, sizeof why);
+        if (status != 200) {
+            cli_error("function %s: %s", J->function, why);
+            return EXIT_RUNTIME;
+        }
+        json_t *w = json_array_get(json_object_get(r, "workers"), 0);
+        const char *st = json_string_value(json_object_get(w, "state"));
+        if (st && !strcmp(st, "running")) {
+            json_decref(r);
+            break;
+        }
+        if (!st || strcmp(st, "provisioning") != 0 || clock_wall_ms() > deadline) {
+            const char *e = json_string_value(json_object_get(w, "error"));
+            cli_error("function %s did not start: %s", J->function,
+                      e ? e : st ? st : "no state");
+            json_decref(r);
+            return EXIT_RUNTIME;
+        }
+        json_decref(r);
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = POLL_MS * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    memcpy(J->enclave_kx_pk, J->c.w[0].cert.kx_pk, KX_PK_SIZE);
+    int rc = job_file_write(J, true);
+    if (rc)
+        return rc;
+    char hex[2 * HASH_SIZE + 1], epk[2 * SIGN_PK_SIZE + 1];
+    hex_encode(hex, J->c.meta.name, HASH_SIZE);
+    hex_encode(epk, J->c.w[0].cert.sign_pk, SIGN_PK_SIZE);
+    if (o->json) {
+        json_t *out = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "function", J->function, "func_file",
+                                J->path, "capsule", hex, "enclave_pk", epk, "node", n->url,
+                                "capsule_key_file", J->key_file);
+        char *text = json_dumps(out, JSON_COMPACT);
+        if (text)
+            puts(text);
+        free(text);
+        json_decref(out);
+    } else {
+        if (!o->quiet)
+            fprintf(stderr, "psl: function %s deployed on %s (enclave %.16s); function file %s\n",
+                    J->function, n->url, epk, J->path);
+        printf("%s\n", J->path);
+    }
+    return EXIT_OK;
+}
+
+static int job_submit(int argc, char **argv, bool deploy)
 {
     static const struct option opts[] = {
         {"node", required_argument, NULL, 'n'},        {"workers", required_argument, NULL, 'w'},
@@ -859,7 +959,10 @@ static int job_submit(int argc, char **argv)
         {"mem-mb", required_argument, NULL, 'M'},      {"insn", required_argument, NULL, 'I'},
         {"timeout", required_argument, NULL, 'D'},     {"wait", no_argument, NULL, 'W'},
         {"json", no_argument, NULL, 'J'},              {"quiet", no_argument, NULL, 'q'},
-        {"help", no_argument, NULL, 'h'},              {NULL, 0, NULL, 0}};
+        {"help", no_argument, NULL, 'h'},              {"name", required_argument, NULL, 'f'},
+        {"func-file", required_argument, NULL, 'j'},   {NULL, 0, NULL, 0}};
+    const char *usage = deploy ? deploy_usage : submit_usage;
+    const char *fname = NULL;
     const char *node_urls[NODES_MAX];
     unsigned node_count = 0, trust_count = 0, meas_count = 0;
     uint8_t trust[NODES_MAX][SIGN_PK_SIZE], meas[PSL_MEASUREMENTS_MAX][HASH_SIZE];
@@ -933,11 +1036,15 @@ static int job_submit(int argc, char **argv)
         case 'q':
             o.quiet = true;
             break;
+        case 'f':
+            fname = optarg;
+            ok = deploy;
+            break;
         case 'h':
-            fputs(submit_usage, stdout);
+            fputs(usage, stdout);
             return EXIT_OK;
         default:
-            fputs(submit_usage, stderr);
+            fputs(usage, stderr);
             return EXIT_USAGE;
         }
         if (!ok) {
@@ -947,6 +1054,11 @@ static int job_submit(int argc, char **argv)
                       : c == 'T' ? "trust-platform (64 hex digits)" : "an option");
             return EXIT_USAGE;
         }
+    }
+    if (deploy && (!fname || node_count != 1 || workers != 1 || args || args_file || o.wait)) {
+        cli_error("deploy needs SCRIPT, one --node URL, --name NAME and --owner KEYFILE (no "
+                  "--workers, --args or --wait); see `psl deploy --help`");
+        return EXIT_USAGE;
     }
     if (optind != argc - 1 || !node_count || !owner_path) {
         cli_error("job submit needs SCRIPT, --node URL and --owner KEYFILE; see `psl job submit --help`");
@@ -1130,8 +1242,16 @@ static int job_submit(int argc, char **argv)
     cli_short(J->c.meta.name, cap16);
     if (job_file)
         snprintf(J->path, sizeof J->path, "%s", job_file);
+    else if (deploy)
+        snprintf(J->path, sizeof J->path, "psl-func-%.63s.json", fname);
     else
         snprintf(J->path, sizeof J->path, "psl-job-%s.json", cap16);
+    if (deploy) {
+        snprintf(J->function, sizeof J->function, "%s", fname);
+        snprintf(J->owner_file, sizeof J->owner_file, "%s", owner_path);
+        args = PROVISION_FUNCTION_MAGIC;
+        args_size = strlen(PROVISION_FUNCTION_MAGIC);
+    }
     {
         char base[1024];
         snprintf(base, sizeof base, "%s", J->path);
@@ -1186,12 +1306,19 @@ static int job_submit(int argc, char **argv)
             json_array_append_new(nonces, jhex(J->c.w[n->workers[s]].nonce, ATTEST_NONCE_SIZE));
             json_array_append_new(idx, json_integer(n->workers[s]));
         }
-        json_t *body = json_pack("{s:o,s:i,s:o,s:o,s:I}", "capsule", jb64(meta_raw, meta_size),
-                                 "workers", (json_int_t)n->slots, "nonces", nonces,
-                                 "worker_indices", idx, "timeout_s", (json_int_t)timeout_s);
+        json_t *body = json_pack("{s:o,s:i,s:o,s:I}", "capsule", jb64(meta_raw, meta_size),
+                                 "workers", (json_int_t)n->slots, "nonces", nonces, "timeout_s",
+                                 (json_int_t)timeout_s);
+        if (deploy) {
+            json_object_set_new(body, "name", json_string(fname));
+            json_decref(idx);
+        } else {
+            json_object_set_new(body, "worker_indices", idx);
+        }
         char why[300];
         json_t *r;
-        unsigned status = api(n, "POST", "/v1/jobs", body, CREATE_TIMEOUT_MS, &r, why, sizeof why);
+        unsigned status = api(n, "POST", deploy ? "/v1/functions" : "/v1/jobs", body,
+                              CREATE_TIMEOUT_MS, &r, why, sizeof why);
         json_decref(body);
         if (status != 201) {
             cli_error("%s", why);
@@ -1243,6 +1370,10 @@ static int job_submit(int argc, char **argv)
         if (rc)
             goto out;
         rc = EXIT_RUNTIME;
+    }
+    if (deploy) {
+        rc = deploy_finish(J, refused_any, &o);
+        goto out;
     }
     if ((rc = job_file_write(J, true)))
         goto out;
@@ -1372,7 +1503,7 @@ int cmd_job(int argc, char **argv)
         return argc < 2 ? EXIT_USAGE : EXIT_OK;
     }
     if (!strcmp(argv[1], "submit"))
-        return job_submit(argc - 1, argv + 1);
+        return job_submit(argc - 1, argv + 1, false);
     if (!strcmp(argv[1], "status"))
         return job_status(argc - 1, argv + 1);
     cli_error("unknown job command '%s'; use submit or status", argv[1]);
@@ -1456,4 +1587,183 @@ int cmd_status(int argc, char **argv)
         printf("server      %s\n", json_is_string(json_array_get(sv, s)) ? json_string_value(json_array_get(sv, s)) : "?");
     json_decref(o);
     return EXIT_OK;
+}
+
+/* ---- psl deploy, psl invoke ---- */
+
+int cmd_deploy(int argc, char **argv)
+{
+    return job_submit(argc, argv, true);
+}
+
+static const char invoke_usage[] =
+    "Usage: psl invoke NAME|FUNCFILE [--args STRING] [--node URL] [--owner KEYFILE] [--json]\n"
+    "\n"
+    "Invokes a deployed function: the arguments are signed by the owner key and sealed to the\n"
+    "function's enclave (as `psl deploy` certified it); the node relays them and the answer, which\n"
+    "is sealed to a fresh key of this call and must be signed by that enclave. The handler's\n"
+    "writes are durable when the answer arrives. NAME stands for psl-func-NAME.json.\n"
+    "\n"
+    "  -a, --args STRING       passed to the script's handle(args)\n"
+    "  -n, --node URL          the node (default: the one in the function file)\n"
+    "  -o, --owner KEYFILE     the owner key (default: the one the function file names)\n"
+    "      --save-request FILE write the request body to FILE as well (tests: replays)\n"
+    "      --json              print {verified, ok, result|error, id}\n"
+    "  -h, --help              this text\n"
+    "\n"
+    "Exit status: 0 the handler returned and its answer verified; 1 the answer did not verify;\n"
+    "2 usage; 3 runtime error (the node unreachable, ...); 4 the handler failed or the enclave\n"
+    "refused the invocation.\n";
+
+int cmd_invoke(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"args", required_argument, NULL, 'a'},         {"node", required_argument, NULL, 'n'},
+        {"owner", required_argument, NULL, 'o'},        {"json", no_argument, NULL, 'J'},
+        {"save-request", required_argument, NULL, 'S'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    const char *args = "", *node_url = NULL, *owner_path = NULL, *save = NULL;
+    bool json = false;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "a:n:o:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'a':
+            args = optarg;
+            break;
+        case 'n':
+            node_url = optarg;
+            break;
+        case 'o':
+            owner_path = optarg;
+            break;
+        case 'J':
+            json = true;
+            break;
+        case 'S':
+            save = optarg;
+            break;
+        case 'h':
+            fputs(invoke_usage, stdout);
+            return EXIT_OK;
+        default:
+            fputs(invoke_usage, stderr);
+            return EXIT_USAGE;
+        }
+    }
+    if (optind != argc - 1) {
+        cli_error("invoke needs NAME or FUNCFILE; see `psl invoke --help`");
+        return EXIT_USAGE;
+    }
+    if (strlen(args) > PSL_ARGS_SIZE_MAX) {
+        cli_error("the args are more than %u bytes", PSL_ARGS_SIZE_MAX);
+        return EXIT_USAGE;
+    }
+    char path[1024];
+    const char *arg = argv[optind];
+    if (access(arg, F_OK) == 0 || strchr(arg, '/'))
+        snprintf(path, sizeof path, "%s", arg);
+    else
+        snprintf(path, sizeof path, "psl-func-%.900s.json", arg);
+    struct job *J = calloc(1, sizeof *J);
+    struct signer owner = {0};
+    struct jobclient_invocation inv = {0};
+    struct jobclient_result res = {0};
+    json_t *body = NULL, *r = NULL;
+    uint8_t *sealed = NULL;
+    size_t sealed_size = 0;
+    int rc = EXIT_RUNTIME;
+    if (!J) {
+        cli_error("out of memory");
+        return EXIT_RUNTIME;
+    }
+    if ((rc = job_file_read(J, path)))
+        goto out;
+    rc = EXIT_RUNTIME;
+    if (!J->function[0] || !J->c.w[0].certified) {
+        cli_error("%s is a job file, not a function file (psl deploy writes those)", path);
+        rc = EXIT_USAGE;
+        goto out;
+    }
+    struct node_ref *n = &J->nodes[0];
+    if (node_url) {
+        snprintf(n->url, sizeof n->url, "%s", node_url);
+        if (http_url_parse(node_url, &n->u) != PSL_OK) {
+            cli_error("--node '%s' is not an http://HOST:PORT URL", node_url);
+            rc = EXIT_USAGE;
+            goto out;
+        }
+    }
+    const char *op = owner_path ? owner_path : J->owner_file;
+    psl_err err = load_signer(op, &owner);
+    if (err) {
+        cli_error("cannot load owner key %s: %s", op,
+                  err == PSL_ERR_INVALID_ARG ? "file is readable by others (chmod 600)"
+                                             : psl_strerror(err));
+        goto out;
+    }
+    if ((err = jobclient_invoke_seal(&owner, J->enclave_kx_pk, (const uint8_t *)args,
+                                     strlen(args), &inv))) {
+        cli_error("cannot seal the invocation: %s", psl_strerror(err));
+        goto out;
+    }
+    body = json_pack("{s:o,s:o}", "id", jhex(inv.id, INVOKE_ID_SIZE), "invocation",
+                     jb64(inv.sealed, inv.sealed_size));
+    if (save && json_dump_file(body, save, JSON_COMPACT) != 0) {
+        cli_error("cannot write %s", save);
+        goto out;
+    }
+    char url[160], why[400];
+    snprintf(url, sizeof url, "/v1/functions/%s/invoke", J->function);
+    unsigned status = api(n, "POST", url, body, CREATE_TIMEOUT_MS, &r, why, sizeof why);
+    if (status != 200) {
+        cli_error("function %s: %s", J->function, why);
+        rc = status == 409 ? EXIT_JOB_FAILED : EXIT_RUNTIME;
+        goto out;
+    }
+    json_t *jr = json_object_get(r, "result");
+    psl_err inv_err = err_by_name(jstr(r, "err"));
+    if (!json_is_string(jr) ||
+        b64_decode_alloc(json_string_value(jr), json_string_length(jr), PSL_RESULT_SIZE_MAX,
+                         &sealed, &sealed_size) != PSL_OK) {
+        cli_error("function %s: the node's answer has no sealed result", J->function);
+        rc = EXIT_VERIFY_FAILED;
+        goto out;
+    }
+    jobclient_invoke_open(&inv, &J->c.meta, J->c.w[0].cert.sign_pk, inv_err, sealed, sealed_size,
+                          &res);
+    rc = !res.verified ? EXIT_VERIFY_FAILED : res.ok ? EXIT_OK : EXIT_JOB_FAILED;
+    if (json) {
+        json_error_t jerr;
+        json_t *val = res.ok && res.text ? json_loads(res.text, JSON_DECODE_ANY, &jerr) : NULL;
+        json_t *out = json_pack("{s:b,s:b,s:o}", "verified", res.verified, "ok", res.ok, "id",
+                                jhex(inv.id, INVOKE_ID_SIZE));
+        if (res.ok)
+            json_object_set_new(out, "result", val ? val : json_null());
+        else
+            json_object_set_new(out, "error", json_string(res.verified && res.text ? res.text
+                                                                                   : res.why));
+        char *text = json_dumps(out, JSON_COMPACT | JSON_ENCODE_ANY);
+        if (text)
+            puts(text);
+        free(text);
+        json_decref(out);
+    } else if (!res.verified) {
+        cli_error("function %s: %s", J->function, res.why);
+    } else if (res.ok) {
+        printf("%s\n", res.text ? res.text : "null");
+    } else {
+        cli_error("function %s failed: %s", J->function, res.text ? res.text : "?");
+    }
+out:
+    jobclient_result_free(&res);
+    jobclient_invocation_free(&inv);
+    free(sealed);
+    json_decref(body);
+    json_decref(r);
+    signer_deinit(&owner);
+    if (J)
+        jobclient_deinit(&J->c);
+    free(J);
+    return rc;
 }

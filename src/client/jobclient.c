@@ -229,3 +229,61 @@ psl_err jobclient_open_log(const struct jobclient *c, const uint8_t *sealed, siz
     line[*len] = '\0';
     return PSL_OK;
 }
+
+/* ---- deployed functions ---- */
+
+psl_err jobclient_invoke_seal(const struct signer *owner, const uint8_t enclave_kx_pk[KX_PK_SIZE],
+                              const uint8_t *args, size_t args_size,
+                              struct jobclient_invocation *out)
+{
+    memset(out, 0, sizeof *out);
+    psl_err err = kx_init(&out->reply, NULL);
+    if (err)
+        return err;
+    struct invoke_request req = {.issued_ms = clock_wall_ms(), .args = args, .args_size = args_size};
+    rng_bytes(out->id, INVOKE_ID_SIZE);
+    memcpy(req.id, out->id, INVOKE_ID_SIZE);
+    memcpy(req.reply_kx_pk, out->reply.pk, KX_PK_SIZE);
+    if ((err = invoke_seal(owner, enclave_kx_pk, &req, &out->sealed, &out->sealed_size))) {
+        jobclient_invocation_free(out);
+        return err;
+    }
+    return PSL_OK;
+}
+
+void jobclient_invoke_open(const struct jobclient_invocation *inv, const struct capsule_meta *m,
+                           const uint8_t enclave_sign_pk[SIGN_PK_SIZE], psl_err inv_err,
+                           const uint8_t *sealed, size_t size, struct jobclient_result *out)
+{
+    memset(out, 0, sizeof *out);
+    struct result_opened ro;
+    psl_err err = result_open(&inv->reply, m, inv->id, clock_wall_ms(), sealed, size, &ro);
+    if (err) {
+        out->err = err;
+        snprintf(out->why, sizeof out->why, "result refused: %s", psl_strerror(err));
+        return;
+    }
+    if (!ct_equal(ro.cert.sign_pk, enclave_sign_pk, SIGN_PK_SIZE) || ro.size < 1) {
+        out->err = PSL_ERR_AUTH;
+        snprintf(out->why, sizeof out->why, "result refused: not signed by the function's enclave");
+        result_opened_free(&ro);
+        return;
+    }
+    out->verified = true;
+    out->ok = ro.data[0] == 1 && inv_err == PSL_OK;
+    out->err = out->ok ? PSL_OK : inv_err ? inv_err : PSL_ERR_LAMBDA;
+    out->text = malloc(ro.size);
+    if (out->text) {
+        memcpy(out->text, ro.data + 1, ro.size - 1);
+        out->text[ro.size - 1] = '\0';
+    }
+    result_opened_free(&ro);
+}
+
+void jobclient_invocation_free(struct jobclient_invocation *inv)
+{
+    if (inv->reply.sk)
+        kx_deinit(&inv->reply);
+    free(inv->sealed);
+    memset(inv, 0, sizeof *inv);
+}

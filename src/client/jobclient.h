@@ -106,4 +106,29 @@ void jobclient_result_free(struct jobclient_result *r);
 psl_err jobclient_open_log(const struct jobclient *c, const uint8_t *sealed, size_t size, char *line,
                            size_t cap, size_t *len) PSL_MUST_USE;
 
+/* ---- deployed functions (DESIGN §7.4) ----
+ * A function is deployed like a one-worker job whose bundle args are PROVISION_FUNCTION_MAGIC
+ * (attest/provision.h). Each invocation is sealed to the function's certified enclave and signed
+ * by the owner; the answer is sealed to a fresh reply key and must be signed by that enclave. */
+struct jobclient_invocation {
+    uint8_t id[INVOKE_ID_SIZE];
+    struct kx_keypair reply; /* fresh per invocation */
+    uint8_t *sealed;         /* the sealed invocation (malloc, owned) */
+    size_t sealed_size;
+};
+
+/* Seals args (borrowed) for the enclave whose certified X25519 key is enclave_kx_pk. On failure
+ * *out is zeroed. Release with jobclient_invocation_free. */
+psl_err jobclient_invoke_seal(const struct signer *owner, const uint8_t enclave_kx_pk[KX_PK_SIZE],
+                              const uint8_t *args, size_t args_size,
+                              struct jobclient_invocation *out) PSL_MUST_USE;
+/* Opens the answer to inv (untrusted bytes): decrypt with the reply key, check it answers inv's
+ * id, is signed under a certificate for capsule m, and that the certified key is
+ * enclave_sign_pk (the function's enclave). inv_err is the verdict the node relayed. Always fills
+ * *out; release with jobclient_result_free. */
+void jobclient_invoke_open(const struct jobclient_invocation *inv, const struct capsule_meta *m,
+                           const uint8_t enclave_sign_pk[SIGN_PK_SIZE], psl_err inv_err,
+                           const uint8_t *sealed, size_t size, struct jobclient_result *out);
+void jobclient_invocation_free(struct jobclient_invocation *inv);
+
 #endif

@@ -70,6 +70,16 @@ struct enclave {
     uint8_t *nonce_set;      /* worker_count flags */
     const uint8_t *worker_args; /* inside the bundle's args */
     size_t worker_args_size;
+    /* Function mode (a function bundle, DESIGN §7.4): the job thread runs one invocation at a
+     * time, handed over by the receive loop under mu; ids seen are remembered to refuse
+     * replays (abi.h, RING_INVOKE_SEEN_MAX). */
+    bool function;
+    bool inv_pending;
+    struct invoke_opened inv;
+    uint8_t (*seen_ids)[INVOKE_ID_SIZE]; /* RING_INVOKE_SEEN_MAX entries, a FIFO */
+    uint64_t *seen_ms;
+    unsigned seen_count, seen_next;
+    uint64_t seen_floor_ms;
     _Atomic uint64_t bytes_sealed;
     uint64_t stats_sent[RING_STATS_COUNT];
     uint64_t stats_ms;
@@ -272,10 +282,14 @@ static void op_log(void *ctx, const char *line, size_t size)
     out2(e, RING_E2H_LOG, &level, 1, sealed, size + SEAL_OVERHEAD);
 }
 
-/* Runs the job: the lambda, then a flush of everything it wrote, then the sealed result.
- * Result plaintext (inside the seal): ok u8 (1 or 0), then main's return value as JSON text
- * (ok) or the one-line error message (not ok). */
-static void run_job(struct enclave *e)
+/* Runs the lambda once (entry NULL: main), then a flush of everything it wrote, and seals the
+ * outcome with rb (rb->job_id, rb->client_kx_pk say for whom; rb->cert is this enclave's).
+ * Result plaintext (inside the seal): ok u8 (1 or 0), then the entry's return value as JSON text
+ * (ok) or the one-line error message (not ok). *sealed (malloc, the caller frees) on PSL_OK;
+ * *job_err is the lambda's outcome. */
+static psl_err run_sealed(struct enclave *e, const struct provision_bundle *rb, const char *entry,
+                          const uint8_t *args, size_t args_size, psl_err *job_err,
+                          uint8_t **sealed_out, size_t *sealed_size_out)
 {
     struct provision_bundle *b = &e->bundle;
     struct lambda_ops ops = {.ctx = e,
@@ -289,18 +303,19 @@ static void run_job(struct enclave *e)
     struct lambda_job job = {.code = (const char *)b->script,
                              .code_size = b->script_size,
                              .chunkname = b->chunk_name[0] ? b->chunk_name : "lambda",
-                             .args = b->args,
-                             .args_size = b->args_size,
+                             .args = args,
+                             .args_size = args_size,
                              .worker = b->worker_index,
                              .workers = b->worker_count,
-                             .job_id = b->job_id,
-                             .job_id_size = JOB_ID_SIZE};
+                             .job_id = rb->job_id,
+                             .job_id_size = JOB_ID_SIZE,
+                             .entry = entry};
     char *result = NULL;
     size_t result_size = 0;
     char msg[1024] = "";
     psl_err err = lambda_run(&job, &lim, &ops, &result, &result_size, msg, sizeof msg);
     /* Whatever the lambda wrote before it returned or failed is made durable: a finished job
-     * is a flushed job (DESIGN §5.5). */
+     * (or invocation) is a flushed one (DESIGN §5.5). */
     psl_err ferr = op_flush(e);
     if (!err && ferr) {
         err = ferr;
@@ -317,9 +332,9 @@ static void run_job(struct enclave *e)
     if (plain) {
         plain[0] = err ? 0 : 1;
         memcpy(plain + 1, text, text_size);
-        sealed_size = result_sealed_size(b, plain_size);
+        sealed_size = result_sealed_size(rb, plain_size);
         sealed = malloc(sealed_size);
-        serr = sealed ? result_seal(&e->sk, b, plain, plain_size, sealed, sealed_size,
+        serr = sealed ? result_seal(&e->sk, rb, plain, plain_size, sealed, sealed_size,
                                     &sealed_size)
                       : PSL_ERR_NOMEM;
         sodium_memzero(plain, plain_size);
@@ -330,10 +345,27 @@ static void run_job(struct enclave *e)
         free(result);
     }
     sodium_memzero(msg, sizeof msg);
+    if (serr) {
+        free(sealed);
+        return serr;
+    }
+    *job_err = err;
+    *sealed_out = sealed;
+    *sealed_size_out = sealed_size;
+    return PSL_OK;
+}
+
+/* Runs the job: the lambda's main once, then the sealed result. */
+static void run_job(struct enclave *e)
+{
+    psl_err err = PSL_OK;
+    uint8_t *sealed = NULL;
+    size_t sealed_size = 0;
+    psl_err serr = run_sealed(e, &e->bundle, NULL, e->bundle.args, e->bundle.args_size, &err,
+                              &sealed, &sealed_size);
     scl_runner_drain(e->runner);
     send_stats(e, true);
     if (serr) {
-        free(sealed);
         refuse(e, serr, "result could not be sealed: %s", psl_strerror(serr));
     } else {
         uint8_t code[2];
@@ -346,6 +378,56 @@ static void run_job(struct enclave *e)
     pthread_mutex_unlock(&e->mu);
 }
 
+/* Answers one invocation: err, then the sealed result (or nothing when refused). */
+static void invoke_answer(struct enclave *e, const uint8_t id[INVOKE_ID_SIZE], psl_err err,
+                          const uint8_t *sealed, size_t sealed_size)
+{
+    uint8_t head[RING_INVOKE_RESULT_HEAD_SIZE];
+    memcpy(head, id, INVOKE_ID_SIZE);
+    put_le16(head + INVOKE_ID_SIZE, (uint16_t)err);
+    out2(e, RING_E2H_INVOKE_RESULT, head, sizeof head, sealed, sealed_size);
+}
+
+/* Runs the pending invocation on the job thread: the script's handle(args) in a fresh sandbox,
+ * a flush (the caller sees the answer only once the writes are durable), and the result signed
+ * by this enclave and sealed to the invocation's reply key, with the invocation id as job id. */
+static void run_invocation(struct enclave *e)
+{
+    struct invoke_opened *inv = &e->inv;
+    struct provision_bundle rb = e->bundle; /* a shallow copy: only the result's addressing */
+    memcpy(rb.job_id, inv->id, JOB_ID_SIZE);
+    memcpy(rb.client_kx_pk, inv->reply_kx_pk, KX_PK_SIZE);
+    psl_err err = PSL_OK;
+    uint8_t *sealed = NULL;
+    size_t sealed_size = 0;
+    psl_err serr = run_sealed(e, &rb, FUNCTION_ENTRY, inv->args, inv->args_size, &err, &sealed,
+                              &sealed_size);
+    send_stats(e, true);
+    if (serr)
+        invoke_answer(e, inv->id, serr, NULL, 0);
+    else
+        invoke_answer(e, inv->id, err, sealed, sealed_size);
+    free(sealed);
+    pthread_mutex_lock(&e->mu);
+    invoke_opened_free(&e->inv);
+    e->inv_pending = false;
+    pthread_mutex_unlock(&e->mu);
+}
+
+static void serve_function(struct enclave *e)
+{
+    for (;;) {
+        pthread_mutex_lock(&e->mu);
+        while (!e->shutdown && !e->inv_pending)
+            pthread_cond_wait(&e->cv, &e->mu);
+        bool stop = e->shutdown;
+        pthread_mutex_unlock(&e->mu);
+        if (stop)
+            return;
+        run_invocation(e);
+    }
+}
+
 static void *job_main(void *arg)
 {
     struct enclave *e = arg;
@@ -353,8 +435,11 @@ static void *job_main(void *arg)
     while (!e->shutdown && e->state != EST_PROVISIONED)
         pthread_cond_wait(&e->cv, &e->mu);
     bool go = !e->shutdown && !e->leader;
+    bool function = e->function;
     pthread_mutex_unlock(&e->mu);
-    if (go)
+    if (go && function)
+        serve_function(e);
+    else if (go)
         run_job(e);
     return NULL;
 }
@@ -458,6 +543,7 @@ static void on_provision(struct enclave *e, const uint8_t *data, size_t size)
     pthread_mutex_lock(&e->mu);
     e->bundle = b;
     e->eng = eng;
+    e->function = provision_is_function(&b);
     e->state = EST_PROVISIONED;
     pthread_mutex_unlock(&e->mu);
     uint8_t ready[RING_READY_SIZE];
@@ -609,6 +695,82 @@ static void on_leader_issue(struct enclave *e, const uint8_t *data, size_t size)
     free(sealed);
 }
 
+/* Remembers an accepted invocation id (FIFO); an evicted id raises the floor (abi.h). */
+static void seen_add(struct enclave *e, const uint8_t id[INVOKE_ID_SIZE], uint64_t issued_ms)
+{
+    unsigned i = e->seen_next;
+    if (e->seen_count == RING_INVOKE_SEEN_MAX) {
+        if (e->seen_ms[i] > e->seen_floor_ms)
+            e->seen_floor_ms = e->seen_ms[i];
+    } else {
+        e->seen_count++;
+    }
+    memcpy(e->seen_ids[i], id, INVOKE_ID_SIZE);
+    e->seen_ms[i] = issued_ms;
+    e->seen_next = (i + 1) % RING_INVOKE_SEEN_MAX;
+}
+
+static bool seen_has(const struct enclave *e, const uint8_t id[INVOKE_ID_SIZE])
+{
+    for (unsigned i = 0; i < e->seen_count; i++)
+        if (memcmp(e->seen_ids[i], id, INVOKE_ID_SIZE) == 0)
+            return true;
+    return false;
+}
+
+/* An invocation, on the receive thread: checked here (the box opens with this enclave's key,
+ * the deployer's signature, the outer id is the signed one, fresh), then handed to the job
+ * thread. Every refusal is an INVOKE_RESULT with an error and no result, so the host can answer
+ * its caller; like provisioning, authentication failures leave as PSL_ERR_AUTH. A replay is
+ * named as such: the host relayed the same bytes twice and learns nothing new. */
+static void on_invoke(struct enclave *e, const uint8_t *data, size_t size)
+{
+    if (size < RING_INVOKE_HEAD_SIZE) {
+        refuse(e, PSL_ERR_TRUNCATED, "invoke: %zu bytes", size);
+        return;
+    }
+    uint8_t id[INVOKE_ID_SIZE];
+    memcpy(id, data, INVOKE_ID_SIZE);
+    pthread_mutex_lock(&e->mu);
+    bool serving = e->function && e->state == EST_PROVISIONED && !e->shutdown;
+    bool busy = e->inv_pending;
+    pthread_mutex_unlock(&e->mu);
+    if (!serving) {
+        invoke_answer(e, id, PSL_ERR_INVALID_ARG, NULL, 0);
+        return;
+    }
+    if (busy) {
+        invoke_answer(e, id, PSL_ERR_BUSY, NULL, 0);
+        return;
+    }
+    struct invoke_opened o;
+    psl_err err = invoke_open(&e->kx, e->bundle.client_sign_pk, data + RING_INVOKE_HEAD_SIZE,
+                              size - RING_INVOKE_HEAD_SIZE, &o);
+    if (err) {
+        invoke_answer(e, id, psl_err_outward(err), NULL, 0);
+        return;
+    }
+    if (sodium_memcmp(o.id, id, INVOKE_ID_SIZE) != 0) {
+        invoke_opened_free(&o);
+        invoke_answer(e, id, PSL_ERR_AUTH, NULL, 0);
+        return;
+    }
+    uint64_t now = clock_wall_ms();
+    bool stale = o.issued_ms + RING_INVOKE_WINDOW_MS < now ||
+                 o.issued_ms > now + RING_INVOKE_WINDOW_MS || o.issued_ms <= e->seen_floor_ms;
+    if (stale || seen_has(e, id)) {
+        invoke_opened_free(&o);
+        invoke_answer(e, id, PSL_ERR_REPLAY, NULL, 0);
+        return;
+    }
+    seen_add(e, id, o.issued_ms);
+    pthread_mutex_lock(&e->mu);
+    e->inv = o;
+    e->inv_pending = true;
+    pthread_cond_broadcast(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+}
+
 static void dispatch(struct enclave *e, uint32_t type, const uint8_t *data, size_t size)
 {
     switch (type) {
@@ -647,6 +809,9 @@ static void dispatch(struct enclave *e, uint32_t type, const uint8_t *data, size
     case RING_H2E_LEADER_ISSUE:
         on_leader_issue(e, data, size);
         return;
+    case RING_H2E_INVOKE:
+        on_invoke(e, data, size);
+        return;
     case RING_H2E_SHUTDOWN:
         pthread_mutex_lock(&e->mu);
         e->shutdown = true;
@@ -668,7 +833,9 @@ static psl_err enclave_init(struct enclave *e)
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->cv, NULL);
     e->seeds = sodium_malloc(SIGN_SEED_SIZE + 32);
-    if (!e->seeds)
+    e->seen_ids = calloc(RING_INVOKE_SEEN_MAX, sizeof *e->seen_ids);
+    e->seen_ms = calloc(RING_INVOKE_SEEN_MAX, sizeof *e->seen_ms);
+    if (!e->seeds || !e->seen_ids || !e->seen_ms)
         return PSL_ERR_NOMEM;
     rng_bytes(e->seeds, SIGN_SEED_SIZE + 32);
     psl_err err = signer_init(&e->sk, e->seeds);
@@ -685,6 +852,9 @@ static void enclave_deinit(struct enclave *e)
         provision_bundle_free(&e->bundle);
     free(e->nonces);
     free(e->nonce_set);
+    invoke_opened_free(&e->inv);
+    free(e->seen_ids);
+    free(e->seen_ms);
     signer_deinit(&e->sk);
     kx_deinit(&e->kx);
     if (e->seeds)

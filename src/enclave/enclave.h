@@ -1,6 +1,7 @@
 /* enclave.h: the trusted worker (DESIGN §7): one enclave answers attestation, accepts one sealed
  * provisioning bundle, runs the SCL engine and the job's Lua lambda on it, flushes, and returns
- * the lambda's result signed and sealed to the client. It talks to the untrusted host only
+ * the lambda's result signed and sealed to the client; a function enclave (a function bundle)
+ * instead stays provisioned and answers sealed invocations one at a time (DESIGN §7.4). It talks to the untrusted host only
  * through two rings (src/ring/abi.h lists the messages). The same loop runs as the psl-enclave
  * process (confined by seccomp) or on threads of the host (thread mode). */
 #ifndef PSL_ENCLAVE_ENCLAVE_H

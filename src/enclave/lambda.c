@@ -1163,9 +1163,11 @@ static int run_driver(lua_State *L)
     }
     lua_call(L, 0, 0);
     lua_pushglobaltable(L);
-    lua_pushliteral(L, "main");
+    const char *entry = job->entry ? job->entry : "main";
+    lua_pushstring(L, entry);
     if (lua_rawget(L, -2) != LUA_TFUNCTION)
-        return raisef(L, "%s: no function main (define a global function main(args))", r->name);
+        return raisef(L, "%s: no function %s (define a global function %s(args))", r->name,
+                      entry, entry);
     if (job->args_size)
         lua_pushlstring(L, (const char *)job->args, job->args_size);
     else
@@ -1242,6 +1244,9 @@ psl_err lambda_run(const struct lambda_job *job, const struct lambda_limits *lim
     if (job->job_id_size > LAMBDA_JOB_ID_SIZE_MAX)
         return failf(err, errcap, PSL_ERR_INVALID_ARG, "lambda: job id of %zu bytes exceeds %u",
                      job->job_id_size, LAMBDA_JOB_ID_SIZE_MAX);
+    if (job->entry && strnlen(job->entry, LAMBDA_ENTRY_SIZE_MAX + 1) > LAMBDA_ENTRY_SIZE_MAX)
+        return failf(err, errcap, PSL_ERR_INVALID_ARG, "lambda: entry name exceeds %u bytes",
+                     LAMBDA_ENTRY_SIZE_MAX);
     const char *name = job->chunkname ? job->chunkname : "lambda";
     if (job->code_size > PSL_SCRIPT_SIZE_MAX)
         return failf(err, errcap, PSL_ERR_TOO_LARGE,

@@ -22,6 +22,7 @@
 #define LAMBDA_JOB_ID_SIZE_MAX  32u             /* job_id scopes barrier keys (see lambda_job) */
 #define LAMBDA_WORKERS_MAX      PSL_WRITERS_MAX /* every worker is a writer of the capsule */
 #define LAMBDA_RESULT_DEPTH_MAX 64u             /* nesting of tables in main's return value */
+#define LAMBDA_ENTRY_SIZE_MAX   64u             /* name of the function lambda_run calls */
 
 /* The psl module's backend: the SCL engine in the enclave, a map in tests. Every callback is
  * required. They are called on the thread that called lambda_run, one at a time per run; keys
@@ -73,6 +74,9 @@ struct lambda_job {
      * rounds. Every worker of a job must pass the same bytes. */
     const uint8_t *job_id;
     size_t job_id_size;
+    /* Optional: the global function to call instead of main (a deployed function's handler,
+     * DESIGN §7.4), NUL-terminated, at most LAMBDA_ENTRY_SIZE_MAX bytes; NULL: "main". */
+    const char *entry;
 };
 
 /* Runs the script in a fresh sandbox, then calls its global function main(args) and encodes

@@ -55,6 +55,12 @@ struct enclave_host {
     uint8_t lnonce[32];
     uint8_t *lbundle;
     size_t lbundle_size;
+    /* function enclaves: the answer to the invocation waited for (one at a time) */
+    bool have_inv;
+    uint8_t inv_id[16];
+    psl_err inv_err;
+    uint8_t *inv_result;
+    size_t inv_result_size;
     char exit_reason[128];
     psl_err thread_err;
 
@@ -230,6 +236,19 @@ static void handle(struct enclave_host *h, uint32_t type, const uint8_t *data, s
                 h->lworker = get_le32(data);
                 h->have_lbundle = true;
             }
+        }
+        break;
+    case RING_E2H_INVOKE_RESULT:
+        /* Only the answer to the invocation being waited for is kept. */
+        if (size >= RING_INVOKE_RESULT_HEAD_SIZE && !h->have_inv &&
+            memcmp(data, h->inv_id, sizeof h->inv_id) == 0) {
+            free(h->inv_result);
+            h->inv_result_size = size - RING_INVOKE_RESULT_HEAD_SIZE;
+            h->inv_result = malloc(h->inv_result_size + 1);
+            if (h->inv_result)
+                memcpy(h->inv_result, data + RING_INVOKE_RESULT_HEAD_SIZE, h->inv_result_size);
+            h->inv_err = (psl_err)(data[16] | (data[17] << 8));
+            h->have_inv = true;
         }
         break;
     case RING_E2H_STATS:
@@ -624,6 +643,44 @@ psl_err enclave_host_leader_issue(struct enclave_host *h, uint32_t worker, const
     return err;
 }
 
+psl_err enclave_host_invoke(struct enclave_host *h, const uint8_t id[16], const uint8_t *sealed,
+                            size_t size, psl_err *inv_err, uint8_t **result, size_t *result_size,
+                            int timeout_ms)
+{
+    if (size > RING_H2E_SIZE_MAX - RING_INVOKE_HEAD_SIZE)
+        return PSL_ERR_TOO_LARGE;
+    uint8_t *buf = malloc(RING_INVOKE_HEAD_SIZE + size);
+    if (!buf)
+        return PSL_ERR_NOMEM;
+    memcpy(buf, id, RING_INVOKE_HEAD_SIZE);
+    memcpy(buf + RING_INVOKE_HEAD_SIZE, sealed, size);
+    pthread_mutex_lock(&h->mu);
+    h->have_inv = false;
+    memcpy(h->inv_id, id, sizeof h->inv_id);
+    pthread_mutex_unlock(&h->mu);
+    psl_err err = send_in(h, RING_H2E_INVOKE, buf, RING_INVOKE_HEAD_SIZE + size, timeout_ms);
+    free(buf);
+    if (err)
+        return err;
+    pthread_mutex_lock(&h->mu);
+    bool ok = wait_for(h, &h->have_inv, timeout_ms);
+    if (ok && (h->inv_result || h->inv_result_size == 0)) {
+        *inv_err = h->inv_err;
+        *result = h->inv_result;
+        *result_size = h->inv_result_size;
+        h->inv_result = NULL;
+        err = PSL_OK;
+    } else if (ok) {
+        err = PSL_ERR_NOMEM;
+    } else {
+        err = h->dead ? PSL_ERR_PEER_DEAD : PSL_ERR_TIMEOUT;
+    }
+    /* A late answer to this invocation is dropped: no id is awaited any more. */
+    h->have_inv = true;
+    pthread_mutex_unlock(&h->mu);
+    return err;
+}
+
 psl_err enclave_host_send_raw(struct enclave_host *h, uint32_t type, const uint8_t *data,
                               size_t size)
 {
@@ -664,6 +721,7 @@ void enclave_host_stop(struct enclave_host *h, int timeout_ms)
     ring_chan_destroy(&h->ch);
     free(h->result);
     free(h->lbundle);
+    free(h->inv_result);
     pthread_mutex_destroy(&h->tx_mu);
     pthread_mutex_destroy(&h->mu);
     pthread_cond_destroy(&h->cv);

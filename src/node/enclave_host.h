@@ -80,6 +80,14 @@ psl_err enclave_host_leader_nonce(struct enclave_host *h, uint32_t worker, uint8
 psl_err enclave_host_leader_issue(struct enclave_host *h, uint32_t worker, const uint8_t *msg,
                                   size_t msg_size, uint8_t **sealed, size_t *sealed_size,
                                   char *why, size_t why_cap, int timeout_ms) PSL_MUST_USE;
+/* Function enclaves: hands one sealed invocation (untrusted to the host: it only relays) with
+ * its id to the enclave and waits for its answer. PSL_OK with *inv_err (the enclave's verdict:
+ * PSL_OK or the handler's error with a sealed result in *result, malloc'd, caller frees; or a
+ * refusal such as PSL_ERR_BUSY, PSL_ERR_AUTH, PSL_ERR_REPLAY with *result_size 0); otherwise
+ * PSL_ERR_TIMEOUT or PSL_ERR_PEER_DEAD. One invocation at a time per host. */
+psl_err enclave_host_invoke(struct enclave_host *h, const uint8_t id[16], const uint8_t *sealed,
+                            size_t size, psl_err *inv_err, uint8_t **result, size_t *result_size,
+                            int timeout_ms) PSL_MUST_USE;
 /* Sends a raw message to the enclave (tests: garbage must be refused, never crash it). */
 psl_err enclave_host_send_raw(struct enclave_host *h, uint32_t type, const uint8_t *data,
                               size_t size) PSL_MUST_USE;

@@ -6,6 +6,7 @@
 #include "node/gateway.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <inttypes.h>
 #include <microhttpd.h>
 #include <stdarg.h>
@@ -221,14 +222,32 @@ static unsigned status_of(psl_err err)
 
 /* ---- handlers ---- */
 
-static enum MHD_Result post_jobs(struct gateway *g, struct MHD_Connection *c, const struct req *r)
+/* A function name: 1..JOBHOST_FUNCTION_NAME_SIZE_MAX of [A-Za-z0-9._-] (it appears in URLs). */
+static bool valid_function_name(const char *s, size_t n)
+{
+    if (n < 1 || n > JOBHOST_FUNCTION_NAME_SIZE_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)s[i]) && s[i] != '.' && s[i] != '_' && s[i] != '-')
+            return false;
+    return true;
+}
+
+/* POST /v1/jobs, and POST /v1/functions (function: the body also names the function; one
+ * worker, whose enclave serves invocations once provisioned). */
+static enum MHD_Result post_jobs(struct gateway *g, struct MHD_Connection *c, const struct req *r,
+                                 bool function)
 {
     char why[256];
     json_t *o = parse_body(r, why, sizeof why);
     if (!o)
         return send_error(g, c, MHD_HTTP_BAD_REQUEST, "%s", why);
-    static const char *const keys[] = {"capsule", "workers", "nonces", "worker_indices",
-                                       "timeout_s", NULL};
+    static const char *const job_keys[] = {"capsule", "workers", "nonces", "worker_indices",
+                                           "timeout_s", NULL};
+    static const char *const fn_keys[] = {"name", "capsule", "workers", "nonces", "timeout_s",
+                                          NULL};
+    const char *const *keys = function ? fn_keys : job_keys;
+    json_t *jname = json_object_get(o, "name");
     enum MHD_Result ret;
     uint8_t *meta = NULL;
     size_t meta_size = 0;
@@ -238,10 +257,17 @@ static enum MHD_Result post_jobs(struct gateway *g, struct MHD_Connection *c, co
     json_int_t workers, timeout_s;
     json_t *jn, *ji;
     if (!only_keys(o, keys, why, sizeof why) ||
-        !get_int(o, "workers", 1, JOBHOST_WORKERS_MAX, -1, &workers, why, sizeof why) ||
+        !get_int(o, "workers", 1, function ? 1 : JOBHOST_WORKERS_MAX, function ? 1 : -1, &workers,
+                 why, sizeof why) ||
         !get_int(o, "timeout_s", 1, JOBHOST_TIMEOUT_MS_MAX / 1000, 0, &timeout_s, why,
                  sizeof why))
         goto bad;
+    if (function && (!json_is_string(jname) ||
+                     !valid_function_name(json_string_value(jname), json_string_length(jname)))) {
+        snprintf(why, sizeof why, "field 'name' must be 1..%u characters of A-Z a-z 0-9 . _ -",
+                 JOBHOST_FUNCTION_NAME_SIZE_MAX);
+        goto bad;
+    }
     if (!json_object_get(o, "capsule")) {
         snprintf(why, sizeof why, "missing field 'capsule' (the capsule metadata, base64)");
         goto bad;
@@ -290,7 +316,8 @@ static enum MHD_Result post_jobs(struct gateway *g, struct MHD_Connection *c, co
                                 .workers = (unsigned)workers,
                                 .nonces = (const uint8_t(*)[ATTEST_NONCE_SIZE])nonces,
                                 .indices = ji ? indices : NULL,
-                                .timeout_ms = (uint32_t)timeout_s * 1000u};
+                                .timeout_ms = (uint32_t)timeout_s * 1000u,
+                                .function = function ? json_string_value(jname) : NULL};
     uint8_t id[JOBHOST_ID_SIZE];
     psl_err err = jobhost_create(g->cfg.jobhost, &jc, id, att, why, sizeof why);
     if (err) {
@@ -313,9 +340,12 @@ static enum MHD_Result post_jobs(struct gateway *g, struct MHD_Connection *c, co
     json_object_set_new(resp, "platform_pk", json_hex(g->cfg.platform->pk, SIGN_PK_SIZE));
     json_object_set_new(resp, "measurement", json_hex(g->cfg.measurement, HASH_SIZE));
     json_object_set_new(resp, "tee", json_string(evidence_describe(TEE_SIM)));
+    if (function)
+        json_object_set_new(resp, "name", json_string(json_string_value(jname)));
     char hex[2 * JOBHOST_ID_SIZE + 1];
     hex_encode(hex, id, JOBHOST_ID_SIZE);
-    LOG_INFO("gateway", "msg=\"job created\" job=%s workers=%lld", hex, (long long)workers);
+    LOG_INFO("gateway", "msg=\"%s created\" job=%s workers=%lld", function ? "function" : "job",
+             hex, (long long)workers);
     ret = send_json(g, c, MHD_HTTP_CREATED, resp);
     goto out;
 bad:
@@ -399,6 +429,73 @@ bad:
 out:
     for (size_t i = 0; i < JOBHOST_WORKERS_MAX; i++)
         free(bundles[i]);
+    json_decref(o);
+    return ret;
+}
+
+/* POST /v1/functions/{name}/invoke: relays a sealed invocation to the function's enclave and
+ * its sealed answer back. The node can read neither (DESIGN §7.4). */
+static enum MHD_Result post_invoke(struct gateway *g, struct MHD_Connection *c, const char *name,
+                                   const struct req *r)
+{
+    char why[256];
+    json_t *o = parse_body(r, why, sizeof why);
+    if (!o)
+        return send_error(g, c, MHD_HTTP_BAD_REQUEST, "%s", why);
+    static const char *const keys[] = {"id", "invocation", "timeout_s", NULL};
+    enum MHD_Result ret;
+    uint8_t *inv = NULL, *result = NULL;
+    size_t inv_size = 0, result_size = 0;
+    uint8_t inv_id[INVOKE_ID_SIZE], job_id[JOBHOST_ID_SIZE];
+    json_int_t timeout_s;
+    json_t *jid = json_object_get(o, "id");
+    if (!only_keys(o, keys, why, sizeof why) ||
+        !get_int(o, "timeout_s", 1, 3600, JOBHOST_INVOKE_TIMEOUT_MS_DEFAULT / 1000, &timeout_s,
+                 why, sizeof why))
+        goto bad;
+    if (!json_is_string(jid) ||
+        hex_decode_exact(inv_id, INVOKE_ID_SIZE, json_string_value(jid)) != PSL_OK) {
+        snprintf(why, sizeof why, "field 'id' must be the invocation id, %u hex digits",
+                 2 * INVOKE_ID_SIZE);
+        goto bad;
+    }
+    if (!json_object_get(o, "invocation")) {
+        snprintf(why, sizeof why, "missing field 'invocation' (the sealed invocation, base64)");
+        goto bad;
+    }
+    if (!get_b64(json_object_get(o, "invocation"), "'invocation'", INVOKE_SEALED_SIZE_MAX, &inv,
+                 &inv_size, why, sizeof why))
+        goto bad;
+    psl_err inv_err = PSL_OK;
+    psl_err err = jobhost_invoke(g->cfg.jobhost, name, inv_id, inv, inv_size,
+                                 (uint32_t)timeout_s * 1000u, &inv_err, &result, &result_size,
+                                 job_id, why, sizeof why);
+    if (err) {
+        ret = send_error(g, c, err == PSL_ERR_PEER_DEAD ? MHD_HTTP_BAD_GATEWAY
+                               : err == PSL_ERR_TIMEOUT ? MHD_HTTP_GATEWAY_TIMEOUT
+                               : err == PSL_ERR_BUSY    ? MHD_HTTP_TOO_MANY_REQUESTS
+                                                        : status_of(err),
+                         "%s", why);
+        goto out;
+    }
+    json_t *resp = json_object();
+    json_object_set_new(resp, "id", json_hex(inv_id, INVOKE_ID_SIZE));
+    json_object_set_new(resp, "job", json_hex(job_id, JOBHOST_ID_SIZE));
+    json_object_set_new(resp, "err", json_string(psl_err_name(inv_err)));
+    json_object_set_new(resp, "result", result_size ? json_b64(result, result_size) : json_null());
+    if (!result_size)
+        json_object_set_new(resp, "error",
+                            json_pack("s++", "the enclave refused the invocation: ",
+                                      psl_err_name(inv_err), ""));
+    /* A refused invocation (busy, forged, replayed) is the client's problem: 409 with the
+     * enclave's verdict; a handler error still has its sealed result and answers 200. */
+    ret = send_json(g, c, result_size ? MHD_HTTP_OK : MHD_HTTP_CONFLICT, resp);
+    goto out;
+bad:
+    ret = send_error(g, c, MHD_HTTP_BAD_REQUEST, "%s", why);
+out:
+    free(inv);
+    free(result);
     json_decref(o);
     return ret;
 }
@@ -705,7 +802,7 @@ static enum MHD_Result route(struct gateway *g, struct MHD_Connection *c, const 
     if (!strcmp(url, "/v1/jobs")) {
         if (!post)
             return send_error(g, c, MHD_HTTP_METHOD_NOT_ALLOWED, "use POST for /v1/jobs");
-        return post_jobs(g, c, r);
+        return post_jobs(g, c, r, false);
     }
     if (match_id(url, "/v1/jobs/", "/provision", id, JOBHOST_ID_SIZE)) {
         if (!post)
@@ -722,10 +819,36 @@ static enum MHD_Result route(struct gateway *g, struct MHD_Connection *c, const 
             return send_error(g, c, MHD_HTTP_METHOD_NOT_ALLOWED, "use GET for %s", url);
         return get_export(g, c, id);
     }
-    if (!strcmp(url, "/v1/functions") || under(url, "/v1/functions/"))
-        return send_error(g, c, MHD_HTTP_NOT_IMPLEMENTED,
-                          "functions are not available yet: they need warm enclaves that take "
-                          "invocations (see docs/api.md)");
+    if (!strcmp(url, "/v1/functions")) {
+        if (!post)
+            return send_error(g, c, MHD_HTTP_METHOD_NOT_ALLOWED, "use POST for /v1/functions");
+        return post_jobs(g, c, r, true);
+    }
+    if (under(url, "/v1/functions/")) {
+        const char *name = url + strlen("/v1/functions/");
+        const char *slash = strchr(name, '/');
+        size_t n = slash ? (size_t)(slash - name) : strlen(name);
+        char fname[JOBHOST_FUNCTION_NAME_SIZE_MAX + 1];
+        if (!valid_function_name(name, n) || (slash && strcmp(slash, "/invoke") != 0))
+            return send_error(g, c, MHD_HTTP_NOT_FOUND,
+                              "no such function path (/v1/functions/NAME/invoke, "
+                              "DELETE /v1/functions/NAME)");
+        memcpy(fname, name, n);
+        fname[n] = '\0';
+        if (slash) {
+            if (!post)
+                return send_error(g, c, MHD_HTTP_METHOD_NOT_ALLOWED, "use POST for %s", url);
+            return post_invoke(g, c, fname, r);
+        }
+        if (strcmp(method, "DELETE") != 0)
+            return send_error(g, c, MHD_HTTP_METHOD_NOT_ALLOWED, "use DELETE for %s", url);
+        if (jobhost_function_stop(g->cfg.jobhost, fname) != PSL_OK)
+            return send_error(g, c, MHD_HTTP_NOT_FOUND, "no function named %s runs here", fname);
+        json_t *resp = json_object();
+        json_object_set_new(resp, "name", json_string(fname));
+        json_object_set_new(resp, "stopped", json_true());
+        return send_json(g, c, MHD_HTTP_OK, resp);
+    }
     if (under(url, "/v1/jobs/"))
         return send_error(g, c, MHD_HTTP_NOT_FOUND,
                           "no such job path: job ids are %u hex digits (/v1/jobs/ID, "

@@ -56,6 +56,8 @@ struct hjob {
     uint64_t created_ns, first_bundle_ns, ended_ns;
     struct jobhost_log_line *logs; /* ring of JOBHOST_LOG_LINES_MAX */
     uint64_t log_first, log_next;  /* sequence numbers kept: [log_first, log_next) */
+    char function[JOBHOST_FUNCTION_NAME_SIZE_MAX + 1]; /* "" for a job */
+    bool invoking;                                     /* an invocation is being relayed */
 };
 
 struct jobhost {
@@ -107,6 +109,17 @@ static struct hjob *find_locked(struct jobhost *jh, const uint8_t id[JOBHOST_ID_
     for (unsigned i = 0; i < jh->cfg.jobs_max; i++)
         if (jh->jobs[i].used && memcmp(jh->jobs[i].id, id, JOBHOST_ID_SIZE) == 0)
             return &jh->jobs[i];
+    return NULL;
+}
+
+/* The live (not ended) function of that name, or NULL. */
+static struct hjob *function_find_locked(struct jobhost *jh, const char *name)
+{
+    for (unsigned i = 0; i < jh->cfg.jobs_max; i++) {
+        struct hjob *j = &jh->jobs[i];
+        if (j->used && !j->ended && j->function[0] && strcmp(j->function, name) == 0)
+            return j;
+    }
     return NULL;
 }
 
@@ -274,7 +287,8 @@ static bool monitor_job_locked(struct jobhost *jh, struct hjob *j, uint64_t now)
             now - j->created_ns > (uint64_t)jh->cfg.provision_wait_ms * 1000000u)
             fail_worker_locked(jh, w, PSL_ERR_TIMEOUT, "no bundle within %u s of the attestation",
                                jh->cfg.provision_wait_ms / 1000);
-        else if ((w->state == W_RUNNING || w->state == W_PROVISIONING) && j->first_bundle_ns &&
+        else if ((w->state == W_PROVISIONING || (w->state == W_RUNNING && !j->function[0])) &&
+                 j->first_bundle_ns &&
                  now - j->first_bundle_ns > (uint64_t)j->timeout_ms * 1000000u)
             fail_worker_locked(jh, w, PSL_ERR_TIMEOUT, "no result within the job's time limit (%u s)",
                                j->timeout_ms / 1000);
@@ -482,6 +496,15 @@ psl_err jobhost_create(struct jobhost *jh, const struct jobhost_create *jc,
         return err;
     }
     pthread_mutex_lock(&jh->mu);
+    if (jc->function && function_find_locked(jh, jc->function)) {
+        pthread_mutex_unlock(&jh->mu);
+        for (unsigned i = 0; i < jc->workers; i++)
+            pool_release(jh->cfg.pool, slots[i], 0);
+        free(w);
+        free(logs);
+        snprintf(why, why_cap, "a function named %s runs on this node", jc->function);
+        return PSL_ERR_EXISTS;
+    }
     struct hjob *j = entry_locked(jh);
     if (!j) {
         pthread_mutex_unlock(&jh->mu);
@@ -503,6 +526,8 @@ psl_err jobhost_create(struct jobhost *jh, const struct jobhost_create *jc,
     j->w = w;
     j->logs = logs;
     j->timeout_ms = jc->timeout_ms ? jc->timeout_ms : JOBHOST_TIMEOUT_MS_DEFAULT;
+    if (jc->function)
+        snprintf(j->function, sizeof j->function, "%s", jc->function);
     j->created_ns = t0;
     for (unsigned i = 0; i < jc->workers; i++) {
         w[i].job = j;
@@ -600,6 +625,63 @@ out:
     for (unsigned i = 0; i < JOBHOST_WORKERS_MAX; i++)
         free(copies[i]);
     return err;
+}
+
+psl_err jobhost_invoke(struct jobhost *jh, const char *name, const uint8_t id[16],
+                       const uint8_t *sealed, size_t size, uint32_t timeout_ms, psl_err *inv_err,
+                       uint8_t **result, size_t *result_size, uint8_t job_id[JOBHOST_ID_SIZE],
+                       char *why, size_t why_cap)
+{
+    pthread_mutex_lock(&jh->mu);
+    struct hjob *j = function_find_locked(jh, name);
+    if (!j) {
+        pthread_mutex_unlock(&jh->mu);
+        snprintf(why, why_cap, "no function named %s runs on this node", name);
+        return PSL_ERR_NOT_FOUND;
+    }
+    struct hworker *w = &j->w[0];
+    if (w->state != W_RUNNING || !w->slot) {
+        pthread_mutex_unlock(&jh->mu);
+        snprintf(why, why_cap, "function %s is not serving (its enclave is %s)", name,
+                 w_states[w->state]);
+        return PSL_ERR_EXISTS;
+    }
+    if (j->invoking) {
+        pthread_mutex_unlock(&jh->mu);
+        snprintf(why, why_cap, "function %s is serving another invocation", name);
+        return PSL_ERR_BUSY;
+    }
+    /* in_flight keeps the monitor from releasing the slot while it is used without the lock. */
+    j->invoking = true;
+    w->in_flight = true;
+    struct enclave_host *h = pool_slot_host(w->slot);
+    if (job_id)
+        memcpy(job_id, j->id, JOBHOST_ID_SIZE);
+    pthread_mutex_unlock(&jh->mu);
+    psl_err err = enclave_host_invoke(h, id, sealed, size, inv_err, result, result_size,
+                                      (int)(timeout_ms ? timeout_ms
+                                                       : JOBHOST_INVOKE_TIMEOUT_MS_DEFAULT));
+    pthread_mutex_lock(&jh->mu);
+    j->invoking = false;
+    w->in_flight = false;
+    pthread_cond_broadcast(&jh->cv);
+    pthread_mutex_unlock(&jh->mu);
+    if (err)
+        snprintf(why, why_cap, "the invocation failed: %s%s%s", psl_strerror(err),
+                 err == PSL_ERR_PEER_DEAD ? ": enclave " : "",
+                 err == PSL_ERR_PEER_DEAD ? enclave_host_exit_reason(h) : "");
+    return err;
+}
+
+psl_err jobhost_function_stop(struct jobhost *jh, const char *name)
+{
+    pthread_mutex_lock(&jh->mu);
+    struct hjob *j = function_find_locked(jh, name);
+    if (j)
+        fail_worker_locked(jh, &j->w[0], PSL_ERR_CLOSED, "stopped");
+    pthread_cond_broadcast(&jh->cv);
+    pthread_mutex_unlock(&jh->mu);
+    return j ? PSL_OK : PSL_ERR_NOT_FOUND;
 }
 
 psl_err jobhost_cancel(struct jobhost *jh, const uint8_t id[JOBHOST_ID_SIZE], unsigned slot,

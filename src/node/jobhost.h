@@ -24,6 +24,8 @@
 #define JOBHOST_LOG_LINES_MAX 1024u
 #define JOBHOST_TIMEOUT_MS_DEFAULT 600000u
 #define JOBHOST_TIMEOUT_MS_MAX (7u * 24 * 3600 * 1000)
+#define JOBHOST_FUNCTION_NAME_SIZE_MAX 63u
+#define JOBHOST_INVOKE_TIMEOUT_MS_DEFAULT 60000u
 
 struct jobhost_config {
     struct pool *pool;             /* borrowed */
@@ -83,6 +85,11 @@ struct jobhost_create {
     const uint8_t (*nonces)[ATTEST_NONCE_SIZE]; /* workers entries: the client's */
     const unsigned *indices;                 /* optional labels (client worker numbers) */
     uint32_t timeout_ms;                     /* from the first bundle (0: default) */
+    /* Optional: a deployed function's name (DESIGN §7.4; 1..JOBHOST_FUNCTION_NAME_SIZE_MAX
+     * bytes, unique among the node's live functions: PSL_ERR_EXISTS). Its single enclave is
+     * provisioned like a job's worker and then serves jobhost_invoke until it dies or the
+     * function is stopped; no time limit applies once it runs. */
+    const char *function;
 };
 
 /* Creates a job: decodes and verifies the metadata (PSL_ERR_* of meta_decode), serves the
@@ -144,6 +151,20 @@ psl_err jobhost_status(struct jobhost *jh, const uint8_t id[JOBHOST_ID_SIZE], bo
                        uint64_t log_from, size_t log_max,
                        struct jobhost_status *out) PSL_MUST_USE;
 void jobhost_status_free(struct jobhost_status *s);
+
+/* Relays one sealed invocation (id: the invocation id the client chose) to the live function
+ * name and waits for the answer (enclave_host_invoke). PSL_OK with *inv_err and *result (sealed,
+ * malloc'd, caller frees; size 0 when the enclave refused) and, when job_id is not NULL, the
+ * function's job id; PSL_ERR_NOT_FOUND (no such live function), PSL_ERR_EXISTS (it is not
+ * provisioned yet), PSL_ERR_BUSY (an invocation is running), PSL_ERR_TIMEOUT, PSL_ERR_PEER_DEAD.
+ * why[why_cap] says what went wrong. */
+psl_err jobhost_invoke(struct jobhost *jh, const char *name, const uint8_t id[16],
+                       const uint8_t *sealed, size_t size, uint32_t timeout_ms, psl_err *inv_err,
+                       uint8_t **result, size_t *result_size, uint8_t job_id[JOBHOST_ID_SIZE],
+                       char *why, size_t why_cap) PSL_MUST_USE;
+/* Stops the live function name: its enclave is released and the job ends (failed: "stopped").
+ * PSL_ERR_NOT_FOUND when there is none. */
+psl_err jobhost_function_stop(struct jobhost *jh, const char *name) PSL_MUST_USE;
 
 /* The signed metadata of a capsule some kept job ran on (for exports); PSL_ERR_NOT_FOUND. */
 psl_err jobhost_capsule_meta(struct jobhost *jh, const uint8_t name[HASH_SIZE], uint8_t *out,

@@ -26,6 +26,8 @@ enum ring_h2e {
     RING_H2E_LEADER_NONCE = 7, /* worker u32: choose a fresh nonce for that worker's evidence */
     RING_H2E_LEADER_ISSUE = 8, /* worker u32, attestation message: verify it against the
                                 * nonce chosen for the worker; answer with a sealed bundle */
+    /* A function enclave (provisioned with a function bundle, attest/provision.h) serves: */
+    RING_H2E_INVOKE = 9, /* invocation_id[16], sealed invocation (invoke_seal): run handle once */
 };
 
 enum ring_e2h {
@@ -43,6 +45,8 @@ enum ring_e2h {
     RING_E2H_STATS = 110,   /* RING_STATS_COUNT u64 counters: progress while a job runs */
     RING_E2H_LEADER_NONCE = 111,  /* worker u32, nonce[32] */
     RING_E2H_LEADER_BUNDLE = 112, /* worker u32, the worker's sealed provisioning bundle */
+    RING_E2H_INVOKE_RESULT = 113, /* invocation_id[16], err u16, sealed result (empty when the
+                                   * invocation was refused: BUSY, AUTH, REPLAY, ...) */
 };
 
 /* RING_E2H_STATS counters, in order. */
@@ -66,6 +70,13 @@ enum ring_stat {
 #define RING_READY_SIZE (32u * 3 + 4u + 4u)
 #define RING_STATS_SIZE (8u * RING_STATS_COUNT)
 #define RING_LEADER_NONCE_SIZE (4u + 32u)
+#define RING_INVOKE_HEAD_SIZE 16u
+#define RING_INVOKE_RESULT_HEAD_SIZE (16u + 2u)
+/* Invocations an enclave remembers to refuse replays, and how far an invocation's issued_ms may
+ * lie from the enclave's clock. An id evicted from the memory raises a floor: nothing issued at
+ * or before the newest evicted time is accepted, so a replay is refused either way. */
+#define RING_INVOKE_SEEN_MAX 4096u
+#define RING_INVOKE_WINDOW_MS (5u * 60u * 1000u)
 
 /* A leader's provisioning bundle carries its configuration in the bundle's args (the owner
  * signed them with the rest of the bundle):

@@ -16,8 +16,12 @@ static void sink(void *ctx, uint32_t type, const uint8_t *data, size_t size)
 {
     (void)ctx;
     (void)data;
-    PSL_ASSERT(type >= RING_E2H_HELLO && type <= RING_E2H_LEADER_BUNDLE);
+    PSL_ASSERT(type >= RING_E2H_HELLO && type <= RING_E2H_INVOKE_RESULT);
     if (type == RING_E2H_REPORT)
+        PSL_ASSERT(size == RING_REPORT_SIZE);
+    else if (type == RING_E2H_INVOKE_RESULT) /* a refusal: no function bundle, no result */
+        PSL_ASSERT(size == RING_INVOKE_RESULT_HEAD_SIZE);
+    else if (type == RING_E2H_REPORT)
         PSL_ASSERT(size == RING_REPORT_SIZE);
     else if (type == RING_E2H_ERROR)
         PSL_ASSERT(size >= 2);

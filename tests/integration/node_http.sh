@@ -52,7 +52,7 @@ expect_error 404 GET "$A/v1/jobs/xyz" 'job ids are 32 hex'
 expect_error 404 GET "$A/v2/anything" 'unknown path'
 expect_error 405 DELETE "$A/v1/status" 'use GET'
 expect_error 405 GET "$A/v1/jobs" 'use POST'
-expect_error 501 POST "$A/v1/functions" "$(body '{}')" 'not available yet'
+expect_error 400 POST "$A/v1/functions" "$(body '{}')" "field 'name'"
 
 # A real job, then bundles that are refused.
 "$PSL" job submit "$EXAMPLES/pi.lua" --node "$A" --servers-from-node --owner "$T/owner.key" \

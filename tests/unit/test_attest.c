@@ -1579,6 +1579,51 @@ static void test_measure_file(void **state)
     assert_memory_equal(self1, self2, HASH_SIZE);
 }
 
+/* Invocations of a deployed function: sealed to the enclave, signed by the deployer; anyone
+ * else's signature, another enclave's key, a flipped byte and a truncation are refused. */
+static void test_invoke_roundtrip(void **state)
+{
+    (void)state;
+    struct signer client, other;
+    struct kx_keypair enc, enc2, reply;
+    assert_int_equal(signer_init(&client, NULL), PSL_OK);
+    assert_int_equal(signer_init(&other, NULL), PSL_OK);
+    assert_int_equal(kx_init(&enc, NULL), PSL_OK);
+    assert_int_equal(kx_init(&enc2, NULL), PSL_OK);
+    assert_int_equal(kx_init(&reply, NULL), PSL_OK);
+    struct invoke_request req = {.issued_ms = 1234567, .args = (const uint8_t *)"incr hits",
+                                 .args_size = 9};
+    memset(req.id, 0x5a, sizeof req.id);
+    memcpy(req.reply_kx_pk, reply.pk, KX_PK_SIZE);
+    uint8_t *sealed;
+    size_t size;
+    assert_int_equal(invoke_seal(&client, enc.pk, &req, &sealed, &size), PSL_OK);
+    assert_int_equal(size, SEAL_OVERHEAD + INVOKE_FIXED_SIZE + 9);
+    struct invoke_opened o;
+    assert_int_equal(invoke_open(&enc, client.pk, sealed, size, &o), PSL_OK);
+    assert_memory_equal(o.id, req.id, INVOKE_ID_SIZE);
+    assert_memory_equal(o.reply_kx_pk, reply.pk, KX_PK_SIZE);
+    assert_int_equal(o.issued_ms, 1234567);
+    assert_int_equal(o.args_size, 9);
+    assert_memory_equal(o.args, "incr hits", 9);
+    invoke_opened_free(&o);
+    assert_int_equal(invoke_open(&enc, other.pk, sealed, size, &o), PSL_ERR_BAD_SIGNATURE);
+    assert_int_equal(invoke_open(&enc2, client.pk, sealed, size, &o), PSL_ERR_DECRYPT);
+    assert_int_equal(invoke_open(&enc, client.pk, sealed, SEAL_OVERHEAD + INVOKE_FIXED_SIZE - 1,
+                                 &o),
+                     PSL_ERR_TRUNCATED);
+    sealed[size / 2] ^= 1;
+    assert_int_equal(invoke_open(&enc, client.pk, sealed, size, &o), PSL_ERR_DECRYPT);
+    free(sealed);
+    req.args_size = PSL_ARGS_SIZE_MAX + 1;
+    assert_int_equal(invoke_seal(&client, enc.pk, &req, &sealed, &size), PSL_ERR_TOO_LARGE);
+    signer_deinit(&client);
+    signer_deinit(&other);
+    kx_deinit(&enc);
+    kx_deinit(&enc2);
+    kx_deinit(&reply);
+}
+
 static void test_describe(void **state)
 {
     (void)state;
@@ -1721,6 +1766,7 @@ int main(void)
         cmocka_unit_test(test_sim_platform_key_file),
         cmocka_unit_test(test_measure_file),
         cmocka_unit_test(test_describe),
+        cmocka_unit_test(test_invoke_roundtrip),
         cmocka_unit_test(test_write_fuzz_seeds),
     };
     return cmocka_run_group_tests(tests, afx_setup, afx_teardown);
