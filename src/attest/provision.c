@@ -58,7 +58,8 @@ static psl_err job_check(const struct provision_job *job)
         chunk_name_size(job) > PROVISION_CHUNK_NAME_SIZE_MAX)
         return PSL_ERR_TOO_LARGE;
     if (job->script_size == 0 || job->worker_count == 0 ||
-        job->worker_count > PROVISION_WORKERS_MAX || job->worker_index >= job->worker_count)
+        job->worker_count > PROVISION_WORKERS_MAX || job->worker_index >= job->worker_count ||
+        job->mode > PROVISION_MODE_FUNCTION)
         return PSL_ERR_INVALID_ARG;
     return PSL_OK;
 }
@@ -103,6 +104,7 @@ psl_err provision_encode(const struct provision_issuer *is, const struct writer_
     wr_bytes(&w, nonce, ATTEST_NONCE_SIZE);
     wr_u32(&w, job->worker_index);
     wr_u32(&w, job->worker_count);
+    wr_u8(&w, job->mode);
     wr_bytes(&w, job->client_kx_pk, KX_PK_SIZE);
     wr_bytes(&w, job->client_sign_pk, SIGN_PK_SIZE);
     wr_u64(&w, job->mem_bytes ? job->mem_bytes : PSL_LAMBDA_MEM_DEFAULT);
@@ -230,6 +232,9 @@ psl_err provision_bundle_decode(struct provision_bundle *out, const uint8_t *pla
     rd_copy(&r, b.nonce, ATTEST_NONCE_SIZE);
     b.worker_index = rd_u32(&r);
     b.worker_count = rd_u32(&r);
+    b.mode = rd_u8(&r);
+    if (b.mode > PROVISION_MODE_FUNCTION)
+        return PSL_ERR_BAD_TYPE;
     rd_copy(&r, b.client_kx_pk, KX_PK_SIZE);
     rd_copy(&r, b.client_sign_pk, SIGN_PK_SIZE);
     b.mem_bytes = rd_u64(&r);
@@ -515,7 +520,7 @@ static const uint8_t invoke_magic[4] = {'P', 'S', 'L', 'I'};
 
 bool provision_is_function(const struct provision_bundle *b)
 {
-    return b->args_size >= 4 && memcmp(b->args, PROVISION_FUNCTION_MAGIC, 4) == 0;
+    return b->mode == PROVISION_MODE_FUNCTION;
 }
 
 psl_err invoke_seal(const struct signer *client, const uint8_t enclave_kx_pk[KX_PK_SIZE],

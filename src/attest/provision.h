@@ -25,7 +25,7 @@
 #include "capsule/cert.h"
 #include "capsule/meta.h"
 
-#define PROVISION_VERSION 1u
+#define PROVISION_VERSION 2u /* 2: the mode byte after worker_count */
 #define JOB_ID_SIZE       16u
 /* Bounded by its u8 length prefix (like the capsule label). */
 #define PROVISION_CHUNK_NAME_SIZE_MAX 255u
@@ -33,7 +33,7 @@
 #define PROVISION_WORKERS_MAX PSL_WRITERS_MAX
 /* Bytes of a bundle plaintext besides metadata, delegation, chunk name, script and args. */
 #define PROVISION_FIXED_SIZE                                                                       \
-    (4u + 1 + 2 + AEAD_KEY_SIZE + CERT_SIZE + 1 + JOB_ID_SIZE + ATTEST_NONCE_SIZE + 4 + 4 +        \
+    (4u + 1 + 2 + AEAD_KEY_SIZE + CERT_SIZE + 1 + JOB_ID_SIZE + ATTEST_NONCE_SIZE + 4 + 4 + 1 +    \
      KX_PK_SIZE + SIGN_PK_SIZE + 8 + 8 + 1 + 4 + 4 + SIGN_PK_SIZE + SIGN_SIG_SIZE)
 #define PROVISION_SEALED_SIZE_MAX (PSL_PROVISION_SIZE_MAX + SEAL_OVERHEAD)
 
@@ -60,7 +60,14 @@ struct provision_cert_spec {
 };
 
 /* The job an enclave is provisioned for. Every pointer is borrowed for the call. */
+/* What a bundle provisions: a job (run main once) or a deployed function (serve invocations). */
+enum provision_mode {
+    PROVISION_MODE_JOB = 0,
+    PROVISION_MODE_FUNCTION = 1,
+};
+
 struct provision_job {
+    uint8_t mode;          /* enum provision_mode (0: a job) */
     uint8_t job_id[JOB_ID_SIZE];
     uint32_t worker_index;                /* < worker_count */
     uint32_t worker_count;                /* 1..PROVISION_WORKERS_MAX */
@@ -77,6 +84,7 @@ struct provision_job {
 
 /* A bundle as the enclave holds it after provision_open (or provision_bundle_decode). */
 struct provision_bundle {
+    uint8_t mode;             /* enum provision_mode */
     struct capsule_meta meta; /* its owner signature verified */
     uint8_t *capsule_key;     /* AEAD_KEY_SIZE bytes of secret memory, owned */
     struct writer_cert cert;
@@ -232,23 +240,21 @@ psl_err result_open(const struct kx_keypair *kx, const struct capsule_meta *m,
 void result_opened_free(struct result_opened *r);
 
 /* ---- deployed functions (DESIGN §7.4) ----
- * A function is provisioned with an ordinary bundle whose args begin with the magic "PSLF" (the
- * owner signs them with the rest of the bundle, as a leader's configuration is carried): the
- * enclave loads nothing yet, stays provisioned and runs the script's global handle(args) once
- * per invocation, in a fresh sandbox each time. The bytes after the magic are reserved (empty).
+ * A function is provisioned with a bundle of mode PROVISION_MODE_FUNCTION (signed by the owner
+ * with the rest of the bundle): the enclave loads nothing yet, stays provisioned and runs the
+ * script's global handle(args) once per invocation, in a fresh sandbox each time.
  * An invocation is sealed to the enclave's X25519 key and signed by the bundle's client key
  * (client_sign_pk): only the deployer may invoke. Plaintext ("PSLI"):
  *   magic[4] version u8 | invocation_id[16] | issued_ms u64 | reply_kx_pk[32] | args_size u32
  *   args | signature[64]: client over ("psl-invoke-v1" || SHA-256(all before the signature))
  * The answer is a sealed result (above) with job_id = invocation_id, sealed to reply_kx_pk. */
-#define PROVISION_FUNCTION_MAGIC "PSLF"
 #define FUNCTION_ENTRY "handle"
 #define INVOKE_VERSION 1u
 #define INVOKE_ID_SIZE JOB_ID_SIZE
 #define INVOKE_FIXED_SIZE (4u + 1 + INVOKE_ID_SIZE + 8 + KX_PK_SIZE + 4 + SIGN_SIG_SIZE)
 #define INVOKE_SEALED_SIZE_MAX (SEAL_OVERHEAD + INVOKE_FIXED_SIZE + PSL_ARGS_SIZE_MAX)
 
-/* True when a bundle's args make it a function's bundle. */
+/* True when the bundle deploys a function. */
 bool provision_is_function(const struct provision_bundle *b);
 
 struct invoke_request {

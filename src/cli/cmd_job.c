@@ -1249,8 +1249,6 @@ static int job_submit(int argc, char **argv, bool deploy)
     if (deploy) {
         snprintf(J->function, sizeof J->function, "%s", fname);
         snprintf(J->owner_file, sizeof J->owner_file, "%s", owner_path);
-        args = PROVISION_FUNCTION_MAGIC;
-        args_size = strlen(PROVISION_FUNCTION_MAGIC);
     }
     {
         char base[1024];
@@ -1291,7 +1289,8 @@ static int job_submit(int argc, char **argv, bool deploy)
                                 .args = (const uint8_t *)args,
                                 .args_size = args_size,
                                 .mem_bytes = mem_mb << 20,
-                                .insn_budget = insn};
+                                .insn_budget = insn,
+                                .mode = deploy ? PROVISION_MODE_FUNCTION : PROVISION_MODE_JOB};
     bundles = calloc(NODE_JOB_WORKERS_MAX, sizeof *bundles);
     bsizes = calloc(NODE_JOB_WORKERS_MAX, sizeof *bsizes);
     if (!bundles || !bsizes)

@@ -155,7 +155,8 @@ psl_err jobclient_admit(struct jobclient *c, const struct signer *owner, unsigne
         snprintf(why, why_cap, "certificate: %s", psl_strerror(err));
         return err;
     }
-    struct provision_job pj = {.worker_index = i,
+    struct provision_job pj = {.mode = job->mode,
+                               .worker_index = i,
                                .worker_count = c->workers,
                                .mem_bytes = job->mem_bytes,
                                .insn_budget = job->insn_budget,

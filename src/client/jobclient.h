@@ -75,6 +75,7 @@ struct jobclient_job {
     size_t args_size;
     uint64_t mem_bytes;   /* 0: default */
     uint64_t insn_budget; /* 0: default */
+    uint8_t mode;         /* enum provision_mode: a job (0) or a deployed function */
 };
 
 /* Admits worker i: verifies the attestation message msg (untrusted bytes from a host) for the
@@ -107,7 +108,7 @@ psl_err jobclient_open_log(const struct jobclient *c, const uint8_t *sealed, siz
                            size_t cap, size_t *len) PSL_MUST_USE;
 
 /* ---- deployed functions (DESIGN §7.4) ----
- * A function is deployed like a one-worker job whose bundle args are PROVISION_FUNCTION_MAGIC
+ * A function is deployed like a one-worker job whose bundle has mode PROVISION_MODE_FUNCTION
  * (attest/provision.h). Each invocation is sealed to the function's certified enclave and signed
  * by the owner; the answer is sealed to a fresh reply key and must be signed by that enclave. */
 struct jobclient_invocation {

@@ -254,6 +254,12 @@ static psl_err op_flush(void *ctx)
     return PSL_OK;
 }
 
+static bool op_caught_up(void *ctx)
+{
+    struct enclave *e = ctx;
+    return scl_caught_up(e->eng);
+}
+
 static void op_sleep_ms(void *ctx, uint32_t ms)
 {
     (void)ctx;
@@ -298,6 +304,7 @@ static psl_err run_sealed(struct enclave *e, const struct provision_bundle *rb, 
                              .del = op_del,
                              .flush = op_flush,
                              .sleep_ms = op_sleep_ms,
+                             .caught_up = op_caught_up,
                              .log = op_log};
     struct lambda_limits lim = {.mem_bytes_max = b->mem_bytes, .insn_max = b->insn_budget};
     struct lambda_job job = {.code = (const char *)b->script,

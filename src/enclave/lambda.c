@@ -665,7 +665,8 @@ static size_t barrier_key(const struct run *r, const char *name, size_t name_siz
 }
 
 /* psl.barrier(name): announce this worker's arrival at round k of `name` (a key), then poll
- * until every worker's key for round k is visible. Passing round k proves every worker put
+ * until every worker's key for round k is visible and every record seen so far is applied
+ * without a gap (ops->caught_up: what a worker wrote before the barrier is visible after it). Passing round k proves every worker put
  * its round-k key, hence finished polling round k-1: this worker's round-(k-1) key is no
  * longer read by anyone and is deleted. Upvalue 1: name -> next round, for this run. */
 static int psl_barrier(lua_State *L)
@@ -714,7 +715,7 @@ static int psl_barrier(lua_State *L)
             seen[w] = 1;
             missing--;
         }
-        if (!missing)
+        if (!missing && (!r->ops->caught_up || r->ops->caught_up(r->ops->ctx)))
             break;
         r->ops->sleep_ms(r->ops->ctx, sleep_ms);
         if (sleep_ms < BARRIER_SLEEP_MS_MAX)

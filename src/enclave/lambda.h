@@ -13,6 +13,7 @@
 #ifndef PSL_ENCLAVE_LAMBDA_H
 #define PSL_ENCLAVE_LAMBDA_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -48,6 +49,11 @@ struct lambda_ops {
     /* One line of the lambda's output (print, psl.log): NUL-terminated, size excludes the NUL,
      * at most PSL_LOG_LINE_SIZE_MAX bytes, borrowed for the call. */
     void (*log)(void *ctx, const char *line, size_t size);
+    /* Optional (NULL: not consulted): true when every record seen from every other writer has
+     * been applied, with no gap before it. psl.barrier passes only then, so the writes another
+     * worker made before reaching the barrier are visible after it (records may arrive out of
+     * order, and the one carrying a barrier key can overtake an earlier one). */
+    bool (*caught_up)(void *ctx);
 };
 
 /* Per-job caps; a zero field (or a NULL struct) takes the default of limits.h. */

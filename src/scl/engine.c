@@ -2302,3 +2302,16 @@ bool scl_peer_forked(struct scl_engine *e, const uint8_t writer[HASH_SIZE])
     pthread_mutex_unlock(&e->mu);
     return f;
 }
+
+bool scl_caught_up(struct scl_engine *e)
+{
+    pthread_mutex_lock(&e->mu);
+    bool up = e->pending_count == 0;
+    for (size_t i = 0; i < e->peer_count && up; i++) {
+        const struct peer *p = e->peers[i];
+        if (p->has_cert && !p->forked && p->contiguous < p->max_seq)
+            up = false;
+    }
+    pthread_mutex_unlock(&e->mu);
+    return up;
+}

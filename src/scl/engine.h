@@ -163,5 +163,8 @@ const uint8_t *scl_requester_id(const struct scl_engine *e);
 /* Highest contiguous verified seq of another writer (0 when unknown). */
 uint64_t scl_peer_contiguous(struct scl_engine *e, const uint8_t writer[HASH_SIZE]);
 bool scl_peer_forked(struct scl_engine *e, const uint8_t writer[HASH_SIZE]);
+/* True when every record seen from every other certified, unforked writer has been applied with
+ * no gap before it, and no record waits for its writer's certificate. */
+bool scl_caught_up(struct scl_engine *e);
 
 #endif

@@ -1143,14 +1143,15 @@ static void test_bundle_decode_rejects(void **state)
     size_t meta_at = 7, cert_at = 7 + a->f.meta_size + AEAD_KEY_SIZE;
     size_t deleg_flag_at = cert_at + CERT_SIZE;
     size_t index_at = deleg_flag_at + 1 + JOB_ID_SIZE + ATTEST_NONCE_SIZE;
-    size_t mem_at = index_at + 8 + KX_PK_SIZE + SIGN_PK_SIZE;
+    size_t mode_at = index_at + 8;
+    size_t mem_at = mode_at + 1 + KX_PK_SIZE + SIGN_PK_SIZE;
     size_t name_at = mem_at + 16 + 1;
     struct {
         size_t at;
         uint8_t value;
         psl_err want;
     } pokes[] = {
-        {4, 2, PSL_ERR_BAD_VERSION},
+        {4, 1, PSL_ERR_BAD_VERSION}, /* version 1 had no mode byte */
         {6, 0xff, PSL_ERR_TOO_LARGE},                /* meta_size 0xff.. > META_SIZE_MAX */
         {meta_at + 4, 9, PSL_ERR_BAD_VERSION},       /* the metadata's version */
         {meta_at + 50, 0x55, PSL_ERR_BAD_SIGNATURE}, /* a metadata byte: the owner's signature */
@@ -1159,6 +1160,7 @@ static void test_bundle_decode_rejects(void **state)
         {deleg_flag_at, 2, PSL_ERR_MALFORMED},
         {index_at, 3, PSL_ERR_MALFORMED},     /* worker_index = worker_count */
         {index_at + 4, 0, PSL_ERR_MALFORMED}, /* worker_count 0 (low byte of 3) */
+        {mode_at, 2, PSL_ERR_BAD_TYPE},       /* an unknown mode */
         {mem_at, 0, PSL_ERR_MALFORMED},       /* mem_bytes 0 (all 8 bytes cleared below) */
         {name_at + 2, 0, PSL_ERR_MALFORMED},  /* a NUL inside the chunk name */
     };
