@@ -17,6 +17,7 @@
 
 #include <jansson.h>
 
+#include "base/clock.h"
 #include "base/bytes.h"
 #include "base/log.h"
 #include "capsule/export.h"
@@ -32,6 +33,11 @@ struct gateway {
     struct MHD_Daemon *d;
     uint16_t port;
     _Atomic uint64_t requests, rejected_4xx, errors_5xx, too_large;
+    /* Invocations of deployed functions: answered (a sealed result), refused by the enclave
+     * (busy, forged, replayed), failed at the node (no function, dead enclave, timeout), and
+     * the time the answered ones took at the node. */
+    _Atomic uint64_t invocations, invocations_refused, invocations_failed, invoke_ns_sum;
+    _Atomic uint64_t functions_deployed;
 };
 
 /* Per-request state: the body collected so far. */
@@ -467,9 +473,18 @@ static enum MHD_Result post_invoke(struct gateway *g, struct MHD_Connection *c, 
                  &inv_size, why, sizeof why))
         goto bad;
     psl_err inv_err = PSL_OK;
+    uint64_t t0 = clock_mono_ns();
     psl_err err = jobhost_invoke(g->cfg.jobhost, name, inv_id, inv, inv_size,
                                  (uint32_t)timeout_s * 1000u, &inv_err, &result, &result_size,
                                  job_id, why, sizeof why);
+    if (err)
+        atomic_fetch_add_explicit(&g->invocations_failed, 1, memory_order_relaxed);
+    else if (!result_size)
+        atomic_fetch_add_explicit(&g->invocations_refused, 1, memory_order_relaxed);
+    else {
+        atomic_fetch_add_explicit(&g->invocations, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&g->invoke_ns_sum, clock_mono_ns() - t0, memory_order_relaxed);
+    }
     if (err) {
         ret = send_error(g, c, err == PSL_ERR_PEER_DEAD ? MHD_HTTP_BAD_GATEWAY
                                : err == PSL_ERR_TIMEOUT ? MHD_HTTP_GATEWAY_TIMEOUT
@@ -658,6 +673,17 @@ static size_t metrics_text(struct gateway *g, char *buf, size_t cap)
          "psl_node_job_run_seconds_count %" PRIu64 "\n",
          (double)js.attest_ns_sum / 1e9, js.attest_count, (double)js.run_ns_sum / 1e9,
          js.run_count);
+    EMIT("# HELP psl_node_invocations_total Function invocations, by outcome.\n"
+         "# TYPE psl_node_invocations_total counter\n"
+         "psl_node_invocations_total{outcome=\"answered\"} %" PRIu64 "\n"
+         "psl_node_invocations_total{outcome=\"refused\"} %" PRIu64 "\n"
+         "psl_node_invocations_total{outcome=\"failed\"} %" PRIu64 "\n"
+         "# HELP psl_node_invoke_seconds Answered invocations at the node (relay, run, flush).\n"
+         "# TYPE psl_node_invoke_seconds summary\npsl_node_invoke_seconds_sum %.6f\n"
+         "psl_node_invoke_seconds_count %" PRIu64 "\n",
+         atomic_load(&g->invocations), atomic_load(&g->invocations_refused),
+         atomic_load(&g->invocations_failed), (double)atomic_load(&g->invoke_ns_sum) / 1e9,
+         atomic_load(&g->invocations));
     EMIT("# HELP psl_node_http_requests_total HTTP requests answered, by class.\n"
          "# TYPE psl_node_http_requests_total counter\n"
          "psl_node_http_requests_total{class=\"all\"} %" PRIu64 "\n"

@@ -53,6 +53,13 @@ grep -q 'rest_counter.lua:.*bad request' "$T/bad.err" || fail "bad request: $(ca
 [ "$("$JG" "$T/inv.out" result.value)" = 21 ] || fail "after error: count"
 log "ok: a handler error exits 4 ($(cat "$T/bad.err")); the function still serves"
 
+curl -sf --max-time 5 "$A/metrics" >"$T/metrics" || fail "GET /metrics"
+answered=$(sed -n 's/^psl_node_invocations_total{outcome="answered"} //p' "$T/metrics")
+refused=$(sed -n 's/^psl_node_invocations_total{outcome="refused"} //p' "$T/metrics")
+[ "${answered:-0}" -ge 24 ] && [ "${refused:-0}" -ge 1 ] ||
+    fail "invocation metrics: answered=$answered refused=$refused"
+log "ok: metrics count $answered answered and $refused refused invocations"
+
 rc=0
 "$PSL" deploy "$EXAMPLES/rest_counter.lua" --node "$A" --name counter --servers-from-node \
     --owner "$T/owner.key" --func-file "$T/dup.json" 2>"$T/dup.err" || rc=$?
