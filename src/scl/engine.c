@@ -47,6 +47,7 @@
 #define WANT_TRIES_MAX 6u               /* GET_HASH rounds before a block counts as missing */
 #define WANTS_MAX 256u
 #define RECOVERY_TAIL 64u               /* records probed at a compactor's head for its index */
+#define TAIL_REQUESTS_MAX 16u           /* compactors' tail requests tracked during recovery */
 
 struct qop {
     struct qop *next;
@@ -230,8 +231,12 @@ struct scl_engine {
     /* recovery */
     int recov;
     uint64_t recov_ms;
-    uint32_t recov_servers;
+    uint32_t recov_servers;     /* replica indices that answered a tail request completely */
+    uint64_t tail_req[TAIL_REQUESTS_MAX]; /* request ids of the compactors' tails */
+    size_t tail_req_count;
     struct lsm_index cand;      /* the best index seen while recovering */
+    uint8_t cand_writer[HASH_SIZE]; /* ... the compactor that sealed it, and its seq there */
+    uint64_t cand_seq;
     struct scl_stats st;
 };
 
@@ -1749,6 +1754,14 @@ static psl_err process_record(struct scl_engine *e, const uint8_t *data, size_t 
         pthread_mutex_unlock(&e->mu);
         return PSL_OK;
     }
+    if (e->recov && e->recov != RECOV_REPLAY && v.h.type == REC_LSM_INDEX && e->cand.generation &&
+        v.h.seq <= e->cand_seq && memcmp(v.h.writer, e->cand_writer, HASH_SIZE) == 0) {
+        /* Recovering: the candidate's compactor made this index before (or as) the candidate,
+         * so it is not newer; not opened again (each server sends the same tail). */
+        e->st.duplicates++;
+        pthread_mutex_unlock(&e->mu);
+        return PSL_OK;
+    }
     if (e->recov && e->recov != RECOV_REPLAY && v.h.type != REC_CERT &&
         v.h.type != REC_LSM_INDEX) {
         /* Recovering: only certificates and indexes count until the checkpoint is chosen; the
@@ -1806,6 +1819,8 @@ static psl_err process_record(struct scl_engine *e, const uint8_t *data, size_t 
         } else if (nix.generation > e->cand.generation) {
             lsm_index_deinit(&e->cand);
             e->cand = nix;
+            memcpy(e->cand_writer, v.h.writer, HASH_SIZE);
+            e->cand_seq = v.h.seq;
         } else {
             lsm_index_deinit(&nix);
         }
@@ -1947,6 +1962,22 @@ psl_err scl_on_ack(struct scl_engine *e, const uint8_t *data, size_t size)
 
 /* ---- server replies ---- */
 
+/* Checkpoint recovery: counts server as having answered when r is the last part of its reply to
+ * one of the compactors' tail requests, called after the part's records went through
+ * process_record. Counting any GET_RANGE reply (a late answer to a certificate fetch) or a first
+ * part (the newest index is at the end of the range) ended recovery before the index arrived, and
+ * the engine then replayed from seq 1. */
+static void tail_answered(struct scl_engine *e, const struct proto_reply *r, unsigned server)
+{
+    if (r->type != REQ_GET_RANGE || r->more)
+        return;
+    pthread_mutex_lock(&e->mu);
+    for (size_t i = 0; e->recov == RECOV_TAILS && i < e->tail_req_count; i++)
+        if (e->tail_req[i] == r->request_id)
+            e->recov_servers |= 1u << server;
+    pthread_mutex_unlock(&e->mu);
+}
+
 psl_err scl_on_reply(struct scl_engine *e, const uint8_t *data, size_t size)
 {
     struct proto_reply r;
@@ -1959,24 +1990,44 @@ psl_err scl_on_reply(struct scl_engine *e, const uint8_t *data, size_t size)
         return PSL_ERR_AUTH;
     }
     unsigned server = (unsigned)meta_replica_index(&e->meta, r.server_pk);
-    if (r.type == REQ_GET_HASH || (r.type == REQ_GET_RANGE && e->recov == RECOV_TAILS)) {
+    if (r.type == REQ_GET_HASH) {
         pthread_mutex_lock(&e->mu);
-        for (size_t i = 0; r.type == REQ_GET_HASH && i < e->want_count; i++)
+        for (size_t i = 0; i < e->want_count; i++)
             if (e->wants[i].request_id == r.request_id)
                 e->wants[i].answered |= 1u << server;
-        if (r.type == REQ_GET_RANGE)
-            e->recov_servers |= 1u << server;
         pthread_mutex_unlock(&e->mu);
     }
-    if (r.status != REP_OK)
+    if (r.status != REP_OK) {
+        tail_answered(e, &r, server);
         return PSL_OK;
+    }
     if (r.type == REQ_GET_RANGE || r.type == REQ_GET_HASH) {
         struct proto_rec_iter it;
-        if ((err = proto_rec_iter_init(&it, r.body, r.body_size)))
+        if ((err = proto_rec_iter_init(&it, r.body, r.body_size))) {
+            tail_answered(e, &r, server);
             return err;
+        }
         const uint8_t *rec;
         size_t n;
+        /* A compactor's tail holds an index per epoch, oldest first: only the newest of this
+         * part is opened (the headers are read here only to skip; process_record checks all). */
+        uint64_t newest_index = 0;
+        if (r.type == REQ_GET_RANGE && e->recov == RECOV_TAILS) {
+            struct proto_rec_iter scan = it;
+            struct record_header hd;
+            psl_err serr;
+            while (proto_rec_iter_next(&scan, &rec, &n, &serr))
+                if (record_header_decode(&hd, rec, n) == PSL_OK && hd.type == REC_LSM_INDEX &&
+                    hd.seq > newest_index)
+                    newest_index = hd.seq;
+        }
         while (proto_rec_iter_next(&it, &rec, &n, &err)) {
+            if (newest_index) {
+                struct record_header hd;
+                if (record_header_decode(&hd, rec, n) == PSL_OK && hd.type == REC_LSM_INDEX &&
+                    hd.seq < newest_index)
+                    continue;
+            }
             if (r.type == REQ_GET_HASH) {
                 /* A block someone waits for is staged for the reader, which checks it; bytes
                  * that name no wanted hash go the normal way (and are refused there). */
@@ -2005,6 +2056,7 @@ psl_err scl_on_reply(struct scl_engine *e, const uint8_t *data, size_t size)
             }
             (void)process_record(e, rec, n);
         }
+        tail_answered(e, &r, server);
         return err;
     }
     if (r.type == REQ_GET_HEADS) {
@@ -2154,7 +2206,9 @@ static void recovery_tick(struct scl_engine *e)
             if (!p->rec_head || !p->has_cert || p->cert.role != ROLE_COMPACTOR || p->forked)
                 continue;
             uint64_t from = p->rec_head > RECOVERY_TAIL ? p->rec_head - RECOVERY_TAIL + 1 : 1;
-            emit_request(e, REQ_GET_RANGE, p->id, from, p->rec_head, NULL);
+            uint64_t id = emit_request(e, REQ_GET_RANGE, p->id, from, p->rec_head, NULL);
+            if (e->tail_req_count < TAIL_REQUESTS_MAX)
+                e->tail_req[e->tail_req_count++] = id;
             any = true;
         }
         if (!any) {
