@@ -1272,7 +1272,7 @@ static int job_submit(int argc, char **argv, bool deploy)
         goto out;
     }
     for (unsigned t = 0; t < node_count; t++)
-        if ((err = jobclient_trust_platform(&J->c, J->nodes[t].platform_pk))) {
+        if (jobclient_trust_platform(&J->c, J->nodes[t].platform_pk) != PSL_OK) {
             cli_error("too many platform keys");
             goto out;
         }

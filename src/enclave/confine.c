@@ -7,6 +7,10 @@
 
 #include <fcntl.h>
 #include <seccomp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 static const int allowed[] = {
@@ -20,19 +24,53 @@ static const int allowed[] = {
     SCMP_SYS(brk), SCMP_SYS(mlock), SCMP_SYS(munlock),
     /* randomness for sealing (libsodium) */
     SCMP_SYS(getrandom),
+    /* glibc's malloc counts CPUs (sched_getaffinity) the first time a thread finds every arena
+     * busy and makes a new one: rare, under contention, and fatal here if refused */
+    SCMP_SYS(sched_getaffinity),
     /* ends: thread and process exit, signal return, abort() on a broken invariant */
     SCMP_SYS(exit), SCMP_SYS(exit_group), SCMP_SYS(rt_sigreturn), SCMP_SYS(rt_sigprocmask),
     SCMP_SYS(getpid), SCMP_SYS(gettid), SCMP_SYS(tgkill), SCMP_SYS(restart_syscall),
 #ifdef PSL_SANITIZE_BUILD
     /* ASan and UBSan builds only: the runtime's per-thread signal stacks and CPU queries, and
      * its reports on stderr. Release builds never allow these. */
-    SCMP_SYS(sigaltstack), SCMP_SYS(sched_getaffinity), SCMP_SYS(write),
+    SCMP_SYS(sigaltstack), SCMP_SYS(write),
 #endif
 };
 
-psl_err enclave_confine(void)
+static _Atomic uint32_t *note_word;
+
+/* SIGSYS from the filter (SCMP_ACT_TRAP): leave the exit note, then die of SIGSYS. The handler
+ * was installed with SA_RESETHAND, so the signal raised again (tgkill: allowed) takes the default
+ * action once this handler returns. Only async-signal-safe operations here. */
+static void on_sigsys(int sig, siginfo_t *info, void *uctx)
 {
-    scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_KILL_PROCESS);
+    (void)uctx;
+    if (note_word)
+        atomic_store_explicit(note_word, CONFINE_NOTE_SYSCALL | ((uint32_t)info->si_syscall & 0xffffu),
+                              memory_order_relaxed); /* read by the host after our death */
+    raise(sig);
+}
+
+void confine_syscall_name(int nr, char *out, size_t cap)
+{
+    char *name = seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, nr);
+    snprintf(out, cap, "%s", name ? name : "?");
+    free(name);
+}
+
+psl_err enclave_confine(_Atomic uint32_t *note)
+{
+    note_word = note;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_sigsys;
+    sa.sa_flags = (int)(SA_SIGINFO | (unsigned)SA_RESETHAND);
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGSYS, &sa, NULL) != 0)
+        return PSL_ERR_IO;
+    /* Trap rather than kill outright, so the handler can say which call it was; the process
+     * still dies of SIGSYS. */
+    scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_TRAP);
     if (!ctx)
         return PSL_ERR_IO;
     psl_err err = PSL_ERR_IO;

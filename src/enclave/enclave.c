@@ -410,15 +410,19 @@ static void run_invocation(struct enclave *e)
     psl_err serr = run_sealed(e, &rb, FUNCTION_ENTRY, inv->args, inv->args_size, &err, &sealed,
                               &sealed_size);
     send_stats(e, true);
-    if (serr)
-        invoke_answer(e, inv->id, serr, NULL, 0);
-    else
-        invoke_answer(e, inv->id, err, sealed, sealed_size);
-    free(sealed);
+    /* Free for the next invocation before answering this one: a caller that sends its next
+     * invocation as soon as it has the answer must not find the enclave still busy. */
+    uint8_t id[INVOKE_ID_SIZE];
+    memcpy(id, inv->id, sizeof id);
     pthread_mutex_lock(&e->mu);
     invoke_opened_free(&e->inv);
     e->inv_pending = false;
     pthread_mutex_unlock(&e->mu);
+    if (serr)
+        invoke_answer(e, id, serr, NULL, 0);
+    else
+        invoke_answer(e, id, err, sealed, sealed_size);
+    free(sealed);
 }
 
 static void serve_function(struct enclave *e)
@@ -907,7 +911,7 @@ psl_err enclave_run(struct ring *rx, struct ring *tx, const struct enclave_confi
     }
     /* Every thread exists: from here on the enclave needs only its rings, futexes, memory and
      * time, and the allow-list says so. */
-    if (cfg->confine && (err = enclave_confine())) {
+    if (cfg->confine && (err = enclave_confine(ring_note(tx)))) {
         refuse(e, err, "seccomp: the allow-list could not be installed");
         goto out_job;
     }

@@ -37,6 +37,7 @@
     (BARRIER_PREFIX_SIZE + 2u * LAMBDA_JOB_ID_SIZE_MAX + 1u + PSL_BARRIER_NAME_SIZE_MAX + 33u)
 
 _Static_assert(BARRIER_KEY_SIZE_MAX <= PSL_KEY_SIZE_MAX, "barrier keys fit the key limit");
+/* NOLINTNEXTLINE(misc-redundant-expression): LUA_EXTRASPACE is sizeof(void *) in stock Lua */
 _Static_assert(LUA_EXTRASPACE >= sizeof(void *), "the run pointer lives in the extra space");
 
 /* Everything one run owns. Lives on lambda_run's stack; Lua reaches it through the state's
@@ -75,13 +76,15 @@ static struct run *run_of(lua_State *L)
     return *(struct run **)lua_getextraspace(L);
 }
 
-static int raisef(lua_State *L, const char *fmt, ...)
+/* Raises a Lua error: lua_error does not return (it unwinds to the protected call). */
+static _Noreturn void raisef(lua_State *L, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
     lua_pushvfstring(L, fmt, ap);
     va_end(ap);
-    return lua_error(L);
+    lua_error(L);
+    abort(); /* unreachable */
 }
 
 /* Writes "src:line: " of the innermost Lua function at or above stack level `level`, or "". */
@@ -724,7 +727,7 @@ static int psl_barrier(lua_State *L)
     /* Passed: the next call with this name is the next round. Counted only now, so a script
      * that catches a failed barrier and calls it again retries the same round. */
     lua_pushvalue(L, 1);
-    lua_pushinteger(L, (lua_Integer)(round + 1));
+    lua_pushinteger(L, (lua_Integer)round + 1);
     lua_rawset(L, lua_upvalueindex(1));
     if (round > 0) {
         ks = barrier_key(r, name, name_size, round - 1, self, key);
@@ -833,7 +836,8 @@ static void out_put(lua_State *L, struct run *r, const char *s, size_t n)
         r->out = p;
         r->out_cap = cap;
     }
-    memcpy(r->out + r->out_len, s, n);
+    if (n)
+        memcpy(r->out + r->out_len, s, n);
     r->out_len += n;
     r->out[r->out_len] = '\0';
 }
@@ -1167,7 +1171,7 @@ static int run_driver(lua_State *L)
     const char *entry = job->entry ? job->entry : "main";
     lua_pushstring(L, entry);
     if (lua_rawget(L, -2) != LUA_TFUNCTION)
-        return raisef(L, "%s: no function %s (define a global function %s(args))", r->name,
+        raisef(L, "%s: no function %s (define a global function %s(args))", r->name,
                       entry, entry);
     if (job->args_size)
         lua_pushlstring(L, (const char *)job->args, job->args_size);
@@ -1186,7 +1190,10 @@ static void set_msg(char *err, size_t errcap, const char *msg, size_t size)
     size_t n = size < errcap - 1 ? size : errcap - 1;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)msg[i];
-        err[i] = (c < 0x20 || c == 0x7f) ? ' ' : (char)c;
+        if (c < 0x20 || c == 0x7f)
+            err[i] = ' ';
+        else
+            err[i] = msg[i];
     }
     err[n] = '\0';
 }

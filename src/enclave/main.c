@@ -54,11 +54,19 @@ int main(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case 'f':
-            fd = atoi(optarg);
+        case 'a': {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*end || end == optarg || v < 0 || v > 1024) {
+                fprintf(stderr, "psl-enclave: --%s takes a small integer\n", c == 'f' ? "fd" : "actors");
+                return 2;
+            }
+            if (c == 'f')
+                fd = (int)v;
+            else
+                cfg.actors = (unsigned)v;
             break;
-        case 'a':
-            cfg.actors = (unsigned)atoi(optarg);
-            break;
+        }
         case 'n':
             cfg.confine = false;
             break;

@@ -19,6 +19,7 @@
 #include "base/bytes.h"
 #include "base/clock.h"
 #include "base/log.h"
+#include "enclave/confine.h"
 #include "enclave/enclave.h"
 #include "ring/ring.h"
 
@@ -141,7 +142,7 @@ static void set_error(struct enclave_host *h, const uint8_t *data, size_t size)
         const uint8_t *t = data + 2;
         size_t len = size - 2;
         for (size_t i = 0; i < len && n + 1 < sizeof h->last_error; i++)
-            h->last_error[n++] = (t[i] >= 0x20 && t[i] < 0x7f) ? (char)t[i] : '?';
+            h->last_error[n++] = (t[i] >= 0x20 && t[i] < 0x7f) ? (char)t[i] : (char)'?';
     }
     h->last_error[n] = '\0';
     h->errors_seen++;
@@ -278,9 +279,19 @@ static bool child_ended(struct enclave_host *h)
         int sig = WTERMSIG(status);
         snprintf(h->exit_reason, sizeof h->exit_reason, "killed by %s%s", sigabbrev_np(sig) ? "SIG" : "signal ",
                  sigabbrev_np(sig) ? sigabbrev_np(sig) : "?");
-        if (sig == SIGSYS)
-            strncat(h->exit_reason, " (seccomp: a forbidden system call)",
-                    sizeof h->exit_reason - strlen(h->exit_reason) - 1);
+        if (sig == SIGSYS) {
+            /* The enclave's exit note names the refused call (a hint: it wrote it). */
+            uint32_t note = atomic_load_explicit(ring_note(&h->ch.rx), memory_order_relaxed);
+            char what[96] = "a forbidden system call";
+            if (note & CONFINE_NOTE_SYSCALL) {
+                char name[48];
+                confine_syscall_name((int)(note & 0xffffu), name, sizeof name);
+                snprintf(what, sizeof what, "forbidden system call %s (%u)", name,
+                         note & 0xffffu);
+            }
+            size_t len = strlen(h->exit_reason);
+            snprintf(h->exit_reason + len, sizeof h->exit_reason - len, " (seccomp: %s)", what);
+        }
     } else {
         snprintf(h->exit_reason, sizeof h->exit_reason, "exited %d", WEXITSTATUS(status));
     }

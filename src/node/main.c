@@ -183,7 +183,7 @@ static int run(struct config *c)
                         "or pass --enclave PATH\n", c->enclave);
         return 2;
     }
-    if ((err = node_mkdir_p(c->data_dir))) {
+    if (node_mkdir_p(c->data_dir) != PSL_OK) {
         fprintf(stderr, "psl-node: error: cannot create the data directory %s\n", c->data_dir);
         return 2;
     }

@@ -492,6 +492,11 @@ void ring_set_spin(struct ring *r, uint32_t spin_ns)
     atomic_store_explicit(&r->spin_ns, spin_ns, memory_order_relaxed);
 }
 
+_Atomic uint32_t *ring_note(struct ring *r)
+{
+    return &r->sh->note;
+}
+
 void ring_get_stats(const struct ring *r, struct ring_stats *out)
 {
     out->recv_sleeps = r->recv_sleeps;

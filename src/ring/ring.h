@@ -67,6 +67,10 @@ struct ring_shared {
     uint8_t pad4[RING_BLOCK - 4];
     _Atomic uint32_t closed; /* 1 once either side closed the ring */
     uint8_t pad5[RING_BLOCK - 4];
+    /* A word for the ring's users, untouched by the ring itself: psl-enclave leaves its exit
+     * note here (the system call seccomp refused), which the host reads after its death. */
+    _Atomic uint32_t note;
+    uint8_t pad6[RING_BLOCK - 4];
 };
 
 /* Counters of one end's waiting, private to the process that keeps them (for tests, benches and
@@ -164,6 +168,10 @@ bool ring_is_closed(const struct ring *r);
 /* Sets how long a waiting ring_send or ring_recv spins before it sleeps on the futex (0: sleep
  * at once). Applies to calls that start afterwards; safe to call from any thread. */
 void ring_set_spin(struct ring *r, uint32_t spin_ns);
+
+/* The shared note word of r (see struct ring_shared): async-signal-safe to store to. The peer
+ * can write it too: treat what is read as a hint. */
+_Atomic uint32_t *ring_note(struct ring *r);
 
 /* This end's waiting counters (a snapshot; each counter is exact when read by its own side). */
 void ring_get_stats(const struct ring *r, struct ring_stats *out);

@@ -78,6 +78,8 @@ static int check_seccomp(const char *enclave)
         printf("enclave ended: %s\n", why);
         if (!strstr(why, "SIGSYS"))
             fail("exit reason does not name SIGSYS: %s", why);
+        if (!strstr(why, "openat"))
+            fail("exit reason does not name the refused call (openat): %s", why);
         enclave_host_stop(h, 1000);
     } else if (err != PSL_ERR_PEER_DEAD) {
         fail("start: %s", psl_strerror(err));
