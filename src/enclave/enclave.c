@@ -219,8 +219,8 @@ static psl_err op_put(void *ctx, const uint8_t *key, size_t key_size, const uint
         scl_runner_kick(e->runner);
         nap_us(200);
     }
-    if (!err)
-        scl_runner_kick(e->runner);
+    if (!err && scl_wants_kick(e->eng))
+        scl_runner_kick(e->runner); /* only an empty queue can leave the actors asleep */
     return err;
 }
 
@@ -232,7 +232,7 @@ static psl_err op_del(void *ctx, const uint8_t *key, size_t key_size)
         scl_runner_kick(e->runner);
         nap_us(200);
     }
-    if (!err)
+    if (!err && scl_wants_kick(e->eng))
         scl_runner_kick(e->runner);
     return err;
 }

@@ -16,6 +16,7 @@
 #include "scl/engine.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -49,14 +50,18 @@
 #define RECOVERY_TAIL 64u               /* records probed at a compactor's head for its index */
 #define TAIL_REQUESTS_MAX 16u           /* compactors' tail requests tracked during recovery */
 
-struct qop {
-    struct qop *next;
-    uint8_t op;
-    uint64_t lamport;
-    uint16_t key_size;
-    uint32_t value_size;
-    uint8_t data[]; /* key, then value */
+/* A batch in the making: local operations already in the DATA op encoding (payload.h), at most
+ * one record's worth (batch_ops_max, batch_bytes_max; a single larger op gets a batch of its
+ * own). A put appends to the newest batch; an actor detaches the oldest whole, in O(1) under
+ * the lock, and copies it into its record. No allocation per operation: batches are reused. */
+struct qbuf {
+    struct qbuf *next;
+    size_t ops;
+    size_t size; /* bytes used */
+    size_t cap;
+    uint8_t data[];
 };
+#define QBUF_CAP_MIN (64u << 10)
 
 struct ctrl {
     struct ctrl *next;
@@ -178,7 +183,9 @@ struct scl_engine {
     pthread_mutex_t mu;
     struct memtable mt;
     uint64_t clock;
-    struct qop *q_head, *q_tail;
+    struct qbuf *q_head, *q_tail;
+    struct qbuf *q_spare; /* one emptied batch kept for reuse */
+    _Atomic bool kick_wanted; /* a put found the queue empty (scl_wants_kick) */
     size_t q_ops, q_bytes;
     struct ctrl *c_head, *c_tail;
     uint8_t sync_next[HASH_SIZE]; /* SYNC adopted: the next records link to it */
@@ -1107,11 +1114,12 @@ void scl_destroy(struct scl_engine *e)
     if (!e)
         return;
     while (e->q_head) {
-        struct qop *q = e->q_head;
+        struct qbuf *q = e->q_head;
         e->q_head = q->next;
-        secret_wipe(q->data, (size_t)q->key_size + q->value_size);
+        secret_wipe(q->data, q->size);
         free(q);
     }
+    free(e->q_spare); /* wiped when it was emptied */
     while (e->c_head) {
         struct ctrl *c = e->c_head;
         e->c_head = c->next;
@@ -1188,10 +1196,33 @@ static psl_err local_op(struct scl_engine *e, uint8_t op, const uint8_t *key, si
         pthread_mutex_unlock(&e->mu);
         return PSL_ERR_BUSY;
     }
-    struct qop *q = malloc(sizeof *q + key_size + value_size);
-    if (!q) {
-        pthread_mutex_unlock(&e->mu);
-        return PSL_ERR_NOMEM;
+    /* The newest batch takes the op if it has room under the record's limits. */
+    struct qbuf *q = e->q_tail;
+    if (!q || (q->ops && (q->ops >= e->cfg.batch_ops_max ||
+                          4 + q->size + bytes > e->cfg.batch_bytes_max)) ||
+        bytes > q->cap - q->size) {
+        size_t cap = e->cfg.batch_bytes_max < QBUF_CAP_MIN ? QBUF_CAP_MIN : e->cfg.batch_bytes_max;
+        if (cap < bytes)
+            cap = bytes;
+        if (e->q_spare && e->q_spare->cap >= bytes) {
+            q = e->q_spare;
+            e->q_spare = NULL;
+        } else {
+            q = malloc(sizeof *q + cap);
+            if (!q) {
+                pthread_mutex_unlock(&e->mu);
+                return PSL_ERR_NOMEM;
+            }
+            q->cap = cap;
+        }
+        q->next = NULL;
+        q->ops = 0;
+        q->size = 0;
+        if (e->q_tail)
+            e->q_tail->next = q;
+        else
+            e->q_head = q;
+        e->q_tail = q;
     }
     uint64_t lamport = ++e->clock;
     bool applied;
@@ -1200,20 +1231,22 @@ static psl_err local_op(struct scl_engine *e, uint8_t op, const uint8_t *key, si
     if (err) {
         e->clock--;
         pthread_mutex_unlock(&e->mu);
-        free(q);
-        return err;
+        return err; /* an empty batch just made stays queued: the actor skips it */
     }
-    *q = (struct qop){.op = op, .lamport = lamport, .key_size = (uint16_t)key_size,
-                      .value_size = (uint32_t)value_size};
-    memcpy(q->data, key, key_size);
+    uint8_t *p = q->data + q->size;
+    p[0] = op;
+    put_le64(p + 1, lamport);
+    put_le16(p + 9, (uint16_t)key_size);
+    put_le32(p + 11, (uint32_t)value_size);
+    memcpy(p + DATA_OP_OVERHEAD, key, key_size);
     if (value_size)
-        memcpy(q->data + key_size, value, value_size);
-    if (e->q_tail)
-        e->q_tail->next = q;
-    else
-        e->q_head = q;
-    e->q_tail = q;
-    e->q_ops++;
+        memcpy(p + DATA_OP_OVERHEAD + key_size, value, value_size);
+    q->size += bytes;
+    q->ops++;
+    if (e->q_ops++ == 0)
+        /* Relaxed: read by the same (putting) thread in scl_wants_kick; the kick it leads to
+         * orders everything else (the runner's seq_cst counters). */
+        atomic_store_explicit(&e->kick_wanted, true, memory_order_relaxed);
     e->q_bytes += bytes;
     e->ops_issued++;
     e->st.ops_local++;
@@ -1225,6 +1258,12 @@ psl_err scl_put(struct scl_engine *e, const uint8_t *key, size_t key_size, const
                 size_t value_size)
 {
     return local_op(e, OP_PUT, key, key_size, value, value_size);
+}
+
+bool scl_wants_kick(struct scl_engine *e)
+{
+    /* Relaxed: see local_op. */
+    return atomic_exchange_explicit(&e->kick_wanted, false, memory_order_relaxed);
 }
 
 psl_err scl_del(struct scl_engine *e, const uint8_t *key, size_t key_size)
@@ -1339,7 +1378,7 @@ psl_err scl_actor_step(struct scl_engine *e)
         return PSL_ERR_BUSY;
     }
     struct ctrl *c = e->c_head;
-    struct qop *batch = NULL;
+    struct qbuf *batch = NULL;
     size_t batch_ops = 0;
     uint8_t type;
     struct wr w;
@@ -1364,26 +1403,21 @@ psl_err scl_actor_step(struct scl_engine *e)
         compactor_run(e, j);
         pthread_mutex_unlock(&e->seal_mu);
         return PSL_OK;
-    } else if (e->q_head) {
-        /* Take what queued meanwhile, up to the limits (at least one op). */
-        type = REC_DATA;
-        size_t bytes = 4;
-        struct qop **tail = &e->q_head;
-        while (*tail && batch_ops < e->cfg.batch_ops_max) {
-            size_t ob = DATA_OP_OVERHEAD + (*tail)->key_size + (*tail)->value_size;
-            if (batch_ops && bytes + ob > e->cfg.batch_bytes_max)
-                break;
-            bytes += ob;
-            batch_ops++;
-            tail = &(*tail)->next;
+    } else if ((e->q_head && e->q_head->ops) || (e->q_head && e->q_head->next)) {
+        while (!e->q_head->ops) { /* an empty batch (its put failed) that is not the newest */
+            struct qbuf *empty = e->q_head;
+            e->q_head = empty->next;
+            free(empty);
         }
+        /* Take the oldest batch whole: it holds what queued meanwhile, within the limits. */
+        type = REC_DATA;
         batch = e->q_head;
-        e->q_head = *tail;
-        *tail = NULL;
+        e->q_head = batch->next;
         if (!e->q_head)
             e->q_tail = NULL;
-        e->q_ops -= batch_ops;
-        e->q_bytes -= bytes - 4;
+        batch_ops = batch->ops;
+        e->q_ops -= batch->ops;
+        e->q_bytes -= batch->size;
     } else {
         pthread_mutex_unlock(&e->mu);
         pthread_mutex_unlock(&e->seal_mu);
@@ -1396,22 +1430,8 @@ psl_err scl_actor_step(struct scl_engine *e)
      * puts are not held up, then wipe and free the queue nodes. */
     if (batch) {
         wr_u32(&w, (uint32_t)batch_ops);
-        for (struct qop *q = batch; q; q = q->next) {
-            uint8_t *p = wr_reserve(&w, DATA_OP_OVERHEAD + q->key_size + q->value_size);
-            if (!p)
-                break;
-            p[0] = q->op;
-            put_le64(p + 1, q->lamport);
-            put_le16(p + 9, q->key_size);
-            put_le32(p + 11, q->value_size);
-            memcpy(p + DATA_OP_OVERHEAD, q->data, (size_t)q->key_size + q->value_size);
-        }
-    }
-    while (batch) {
-        struct qop *q = batch;
-        batch = q->next;
-        secret_wipe(q->data, (size_t)q->key_size + q->value_size);
-        free(q);
+        wr_bytes(&w, batch->data, batch->size);
+        secret_wipe(batch->data, batch->size);
     }
     PSL_ASSERT(w.err == PSL_OK); /* the buffer was sized for the largest batch and cut */
     size_t size;
@@ -1420,6 +1440,13 @@ psl_err scl_actor_step(struct scl_engine *e)
                                     &size, hash);
     PSL_ASSERT(err == PSL_OK);
     pthread_mutex_lock(&e->mu);
+    if (batch) {
+        /* Keep one emptied batch for the next puts; free the rest. */
+        if (!e->q_spare) {
+            e->q_spare = batch;
+            batch = NULL;
+        }
+    }
     e->ops_sealed += batch_ops;
     e->st.ops_sealed = e->ops_sealed;
     own_lamport_set(e, e->chain.seq, lamport);
@@ -1428,6 +1455,7 @@ psl_err scl_actor_step(struct scl_engine *e)
         e->st.epochs++;
     pthread_mutex_unlock(&e->mu);
     pthread_mutex_unlock(&e->seal_mu);
+    free(batch);
     return PSL_OK;
 }
 

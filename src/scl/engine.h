@@ -123,6 +123,12 @@ void scl_destroy(struct scl_engine *e);
 psl_err scl_put(struct scl_engine *e, const uint8_t *key, size_t key_size, const uint8_t *value,
                 size_t value_size) PSL_MUST_USE;
 psl_err scl_del(struct scl_engine *e, const uint8_t *key, size_t key_size) PSL_MUST_USE;
+/* True (once) when a put or del since the last call found the data queue empty: only then can
+ * the actors be asleep with work to do, so only then must the caller kick them. A put onto a
+ * non-empty queue needs no kick: an actor drains until it finds the queue empty. Meant for the
+ * putting thread (one flag; two putters may both see true or one see false: kicking is then
+ * merely early or late by one put). */
+bool scl_wants_kick(struct scl_engine *e);
 /* Copies the value into out (cap bytes); PSL_ERR_NOT_FOUND when absent or deleted,
  * PSL_ERR_TOO_LARGE (with *size set) when cap is too small. PSL_ERR_BUSY while the answer waits
  * for something from the servers: a CapsuleDB block (the request is queued as an action; call

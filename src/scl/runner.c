@@ -24,7 +24,9 @@ struct scl_runner {
     pthread_t ticker;
     bool ticker_running;
     pthread_mutex_t mu;
-    pthread_cond_t cv;
+    pthread_cond_t cv;      /* actors wait here for kicks */
+    pthread_cond_t tick_cv; /* the ticker waits here for its period (or stop): a kick, which
+                             * wakes sleeping actors, must not wake the ticker too */
     /* Kicks are counted without the mutex; a kicker takes the mutex to broadcast only when an
      * actor sleeps. The seq_cst increment of kicks pairs with the seq_cst increment of sleepers
      * in actor_main (each side stores, then loads the other's counter), so a kick is never lost
@@ -131,7 +133,7 @@ static void *ticker_main(void *arg)
     while (!r->stopping) {
         struct timespec ts;
         clock_deadline(&ts, (uint64_t)r->cfg.tick_ms * 1000000u);
-        pthread_cond_timedwait(&r->cv, &r->mu, &ts);
+        pthread_cond_timedwait(&r->tick_cv, &r->mu, &ts);
         if (r->stopping)
             break;
         pthread_mutex_unlock(&r->mu);
@@ -165,6 +167,7 @@ psl_err scl_runner_start(struct scl_runner **out, const struct scl_runner_config
     pthread_mutex_init(&r->mu, NULL);
     pthread_mutex_init(&r->out_mu, NULL);
     pthread_cond_init(&r->cv, NULL);
+    pthread_cond_init(&r->tick_cv, NULL);
     for (unsigned i = 0; i < r->cfg.actors; i++) {
         if (pthread_create(&r->actors[i], NULL, actor_main, r) != 0)
             goto out_fail;
@@ -198,6 +201,7 @@ void scl_runner_stop(struct scl_runner *r)
     pthread_mutex_lock(&r->mu);
     r->stopping = true;
     pthread_cond_broadcast(&r->cv);
+    pthread_cond_broadcast(&r->tick_cv);
     pthread_mutex_unlock(&r->mu);
     for (unsigned i = 0; i < r->actor_count; i++)
         pthread_join(r->actors[i], NULL);
@@ -207,5 +211,6 @@ void scl_runner_stop(struct scl_runner *r)
     pthread_mutex_destroy(&r->mu);
     pthread_mutex_destroy(&r->out_mu);
     pthread_cond_destroy(&r->cv);
+    pthread_cond_destroy(&r->tick_cv);
     free(r);
 }
