@@ -29,6 +29,7 @@
  * ring.rtt_p50.speedup_vs_socketpair (target >= 20). */
 #include <errno.h>
 #include <inttypes.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -130,12 +131,27 @@ static uint32_t *alloc_samples(uint32_t n)
     return s;
 }
 
+/* Pins the calling process to one CPU (when the machine has two or more): every section runs
+ * its two processes on two different CPUs, the same two each time, so that the ring and its
+ * floors cross the same distance (left to the scheduler, the pair sometimes shares a CPU and
+ * sometimes not, and the figures jump by 3x from run to run). */
+static void pin_to(int cpu)
+{
+    if (sysconf(_SC_NPROCESSORS_ONLN) < 2)
+        return;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET((size_t)cpu, &set);
+    (void)sched_setaffinity(0, sizeof set, &set);
+}
+
 static pid_t fork_child(void)
 {
     fflush(stdout);
     pid_t pid = fork();
     if (pid < 0)
         die("fork", strerror(errno));
+    pin_to(pid == 0 ? 1 : 0);
     return pid;
 }
 
