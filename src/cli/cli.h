@@ -3,6 +3,7 @@
 #ifndef PSL_CLI_CLI_H
 #define PSL_CLI_CLI_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "base/err.h"
@@ -39,6 +40,9 @@ int cli_load_export(const char *path, uint8_t **buf, struct export_view *view,
 
 /* Reads a capsule key file into secret memory (32 bytes); returns NULL after reporting. */
 uint8_t *cli_load_capsule_key(const char *path);
+
+/* Parses a decimal integer in [min, max] (no sign, no trailing bytes); false otherwise. */
+bool cli_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 
 /* Short hex prefix of a hash for one-line output (16 hex digits). */
 const char *cli_short(const uint8_t *hash, char buf[17]);

@@ -808,17 +808,6 @@ static const char submit_usage[] =
     "1 an attestation, a result or the capsule did not verify; 2 usage; 3 runtime error (a node\n"
     "unreachable, ...); 4 a worker failed.\n";
 
-static bool parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (!*s || *end || errno || v < min || v > max || s[0] == '-')
-        return false;
-    *out = v;
-    return true;
-}
-
 /* Provisions node n: the bundles of its slots (NULL: refused here) in requests under
  * PROVISION_CHUNK_SIZE, the refused slots cancelled in the first. */
 static int provision_node(struct node_ref *n, uint8_t **bundles, size_t *sizes)
@@ -982,7 +971,7 @@ static int job_submit(int argc, char **argv, bool deploy)
                 node_urls[node_count++] = optarg;
             break;
         case 'w':
-            ok = parse_u64(optarg, 1, JOB_WORKERS_MAX, &workers);
+            ok = cli_parse_u64(optarg, 1, JOB_WORKERS_MAX, &workers);
             break;
         case 'o':
             owner_path = optarg;
@@ -1019,13 +1008,13 @@ static int job_submit(int argc, char **argv, bool deploy)
             job_file = optarg;
             break;
         case 'M':
-            ok = parse_u64(optarg, 1, 1u << 20, &mem_mb);
+            ok = cli_parse_u64(optarg, 1, 1u << 20, &mem_mb);
             break;
         case 'I':
-            ok = parse_u64(optarg, 1000, UINT64_MAX, &insn);
+            ok = cli_parse_u64(optarg, 1000, UINT64_MAX, &insn);
             break;
         case 'D':
-            ok = parse_u64(optarg, 1, 7 * 24 * 3600, &timeout_s);
+            ok = cli_parse_u64(optarg, 1, 7 * 24 * 3600, &timeout_s);
             break;
         case 'W':
             o.wait = true;

@@ -99,16 +99,6 @@ static bool find_enclave(char *out, size_t cap, const char *given)
     return n2 > 0 && (size_t)n2 < cap && access(out, X_OK) == 0;
 }
 
-static bool parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
-{
-    char *end;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (!*s || *end || v < min || v > max || s[0] == '-')
-        return false;
-    *out = v;
-    return true;
-}
-
 static void print_json(const struct fed_job_report *r)
 {
     json_t *o = json_object();
@@ -211,7 +201,7 @@ int cmd_run(int argc, char **argv)
         bool ok = true;
         switch (c) {
         case 'w':
-            ok = parse_u64(optarg, 1, RUN_WORKERS_MAX, &workers);
+            ok = cli_parse_u64(optarg, 1, RUN_WORKERS_MAX, &workers);
             break;
         case 'd':
             data = optarg;
@@ -229,16 +219,16 @@ int cmd_run(int argc, char **argv)
             o.quiet = true;
             break;
         case 'M':
-            ok = parse_u64(optarg, 1, 1u << 20, &mem_mb);
+            ok = cli_parse_u64(optarg, 1, 1u << 20, &mem_mb);
             break;
         case 'I':
-            ok = parse_u64(optarg, 1000, UINT64_MAX, &insn);
+            ok = cli_parse_u64(optarg, 1000, UINT64_MAX, &insn);
             break;
         case 'T':
-            ok = parse_u64(optarg, 1, 7 * 24 * 3600, &timeout_s);
+            ok = cli_parse_u64(optarg, 1, 7 * 24 * 3600, &timeout_s);
             break;
         case 'S':
-            ok = parse_u64(optarg, 1, 16, &servers);
+            ok = cli_parse_u64(optarg, 1, 16, &servers);
             break;
         case 'E':
             enclave = optarg;

@@ -1,6 +1,7 @@
 /* psl.c: entry point of the psl command: dispatches subcommands and prints help.
  * Exit codes: 0 success, 1 verification failed, 2 usage error, 3 runtime error, 4 a job's
  * worker failed. */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -49,6 +50,17 @@ void cli_error(const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fputc('\n', stderr);
+}
+
+bool cli_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (!*s || *end || errno || v < min || v > max || s[0] == '-')
+        return false;
+    *out = v;
+    return true;
 }
 
 const char *cli_short(const uint8_t *hash, char buf[17])
