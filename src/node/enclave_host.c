@@ -141,8 +141,12 @@ static void set_error(struct enclave_host *h, const uint8_t *data, size_t size)
     if (size >= 2) {
         const uint8_t *t = data + 2;
         size_t len = size - 2;
-        for (size_t i = 0; i < len && n + 1 < sizeof h->last_error; i++)
-            h->last_error[n++] = (t[i] >= 0x20 && t[i] < 0x7f) ? (char)t[i] : (char)'?';
+        for (size_t i = 0; i < len && n + 1 < sizeof h->last_error; i++) {
+            if (t[i] >= 0x20 && t[i] < 0x7f)
+                h->last_error[n++] = (char)t[i];
+            else
+                h->last_error[n++] = '?';
+        }
     }
     h->last_error[n] = '\0';
     h->errors_seen++;
