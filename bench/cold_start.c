@@ -74,7 +74,6 @@ static int one_cold_start(struct cs_ctx *c, const char *enclave, uint64_t *ns)
     uint8_t nonce[ATTEST_NONCE_SIZE];
     attest_nonce_new(nonce);
     struct enclave_report rp;
-    struct evidence ev;
     uint8_t msg[ATTEST_MSG_SIZE_MAX];
     size_t msg_size;
     struct attest_verified v;
@@ -92,8 +91,8 @@ static int one_cold_start(struct cs_ctx *c, const char *enclave, uint64_t *ns)
     int rc = -1;
     if (enclave_host_report(h, nonce, &rp, 5000) != PSL_OK)
         goto out;
-    evidence_sim_sign(&ev, &c->platform, c->measurement, rp.report_data);
-    if (attest_msg_encode(&ev, rp.sign_pk, rp.kx_pk, msg, sizeof msg, &msg_size) != PSL_OK ||
+    if (attest_sim_message(&c->platform, c->measurement, rp.report_data, rp.sign_pk, rp.kx_pk,
+                           msg, sizeof msg, &msg_size) != PSL_OK ||
         attest_verify(&c->policy, msg, msg_size, nonce, &v) != PSL_OK ||
         provision_issue_cert(&is, &v, &spec, now, &cert) != PSL_OK ||
         provision_seal(&is, &cert, nonce, &pj, v.kx_pk, &sealed, &sealed_size) != PSL_OK)

@@ -157,32 +157,7 @@ psl_err attest_sim_platform_load(struct signer *out, const char *dir)
     int len = snprintf(path, sizeof path, "%s/%s", dir, PLATFORM_KEY_FILE);
     if (len < 0 || (size_t)len >= sizeof path)
         return PSL_ERR_INVALID_ARG;
-    uint8_t *seed = secret_alloc(SIGN_SEED_SIZE);
-    if (!seed)
-        return PSL_ERR_NOMEM;
-    struct signer s;
-    psl_err err = keyfile_read(path, KEYFILE_SIGNING, seed);
-    if (err == PSL_ERR_NOT_FOUND) {
-        /* First use on this host: make the key. Another process may win the race to create the
-         * file (O_EXCL); then its key is the host's key. */
-        rng_bytes(seed, SIGN_SEED_SIZE);
-        err = signer_init(&s, seed);
-        if (err)
-            goto out_free_seed;
-        err = keyfile_write(path, KEYFILE_SIGNING, seed, s.pk);
-        signer_deinit(&s);
-        if (err == PSL_ERR_EXISTS || err == PSL_OK)
-            err = keyfile_read(path, KEYFILE_SIGNING, seed);
-    }
-    if (err)
-        goto out_free_seed;
-    err = signer_init(&s, seed);
-    if (err)
-        goto out_free_seed;
-    *out = s;
-out_free_seed:
-    secret_free(seed);
-    return err;
+    return keyfile_signer(out, path, NULL);
 }
 
 psl_err attest_measure_file(const char *path, uint8_t out[HASH_SIZE])
@@ -369,4 +344,14 @@ psl_err attest_verify(const struct attest_policy *p, const uint8_t *msg, size_t 
     if (err)
         return err;
     return attest_verify_evidence(p, m.evidence, m.evidence_size, m.sign_pk, m.kx_pk, nonce, out);
+}
+
+psl_err attest_sim_message(const struct signer *platform, const uint8_t measurement[HASH_SIZE],
+                           const uint8_t report_data[EVIDENCE_REPORT_DATA_SIZE],
+                           const uint8_t sign_pk[SIGN_PK_SIZE], const uint8_t kx_pk[KX_PK_SIZE],
+                           uint8_t *out, size_t cap, size_t *out_size)
+{
+    struct evidence ev;
+    evidence_sim_sign(&ev, platform, measurement, report_data);
+    return attest_msg_encode(&ev, sign_pk, kx_pk, out, cap, out_size);
 }

@@ -99,6 +99,14 @@ void evidence_sim_sign(struct evidence *ev, const struct signer *platform,
 
 /* ---- attestation messages ---- */
 
+/* The sim platform's whole answer for an enclave that reported report_data for its keys:
+ * evidence_sim_sign, then attest_msg_encode into out (cap >= ATTEST_MSG_SIZE_MAX is always
+ * enough). What a host hands the verifier. */
+psl_err attest_sim_message(const struct signer *platform, const uint8_t measurement[HASH_SIZE],
+                           const uint8_t report_data[EVIDENCE_REPORT_DATA_SIZE],
+                           const uint8_t sign_pk[SIGN_PK_SIZE], const uint8_t kx_pk[KX_PK_SIZE],
+                           uint8_t *out, size_t cap, size_t *out_size) PSL_MUST_USE;
+
 struct attest_msg {
     uint8_t sign_pk[SIGN_PK_SIZE];
     uint8_t kx_pk[KX_PK_SIZE];

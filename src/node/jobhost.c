@@ -548,11 +548,9 @@ psl_err jobhost_create(struct jobhost *jh, const struct jobhost_create *jc,
         struct enclave_report rp;
         err = enclave_host_report(pool_slot_host(slots[i]), jc->nonces[i], &rp,
                                   (int)jh->cfg.step_timeout_ms);
-        if (!err) {
-            struct evidence ev;
-            evidence_sim_sign(&ev, jh->cfg.platform, jh->cfg.measurement, rp.report_data);
-            err = attest_msg_encode(&ev, rp.sign_pk, rp.kx_pk, a->msg, sizeof a->msg, &a->size);
-        }
+        if (!err)
+            err = attest_sim_message(jh->cfg.platform, jh->cfg.measurement, rp.report_data,
+                                     rp.sign_pk, rp.kx_pk, a->msg, sizeof a->msg, &a->size);
         pthread_mutex_lock(&jh->mu);
         if (err) {
             a->size = 0;

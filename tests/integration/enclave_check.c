@@ -185,18 +185,28 @@ static void make_meta(struct capsule_meta *m, struct signer *owner, const uint8_
     must(meta_sign(m, owner), "meta_sign");
 }
 
+/* The attestation message of enclave h over nonce, with its evidence signed by platform for
+ * measurement (the true one, or a lie). */
+static size_t worker_msg(struct enclave_host *h, const struct signer *platform,
+                         const uint8_t measurement[HASH_SIZE], const uint8_t nonce[32],
+                         uint8_t msg[ATTEST_MSG_SIZE_MAX])
+{
+    struct enclave_report rp;
+    must(enclave_host_report(h, nonce, &rp, 5000), "report");
+    size_t size;
+    must(attest_sim_message(platform, measurement, rp.report_data, rp.sign_pk, rp.kx_pk, msg,
+                            ATTEST_MSG_SIZE_MAX, &size),
+         "msg");
+    return size;
+}
+
 /* Attests h; returns the verified identity and the nonce used. */
 static void attest(struct refuse_ctx *c, struct enclave_host *h, uint8_t nonce[32],
                    struct attest_verified *v)
 {
     attest_nonce_new(nonce);
-    struct enclave_report rp;
-    must(enclave_host_report(h, nonce, &rp, 5000), "report");
-    struct evidence ev;
-    evidence_sim_sign(&ev, &c->platform, c->measurement, rp.report_data);
     uint8_t msg[ATTEST_MSG_SIZE_MAX];
-    size_t size;
-    must(attest_msg_encode(&ev, rp.sign_pk, rp.kx_pk, msg, sizeof msg, &size), "msg");
+    size_t size = worker_msg(h, &c->platform, c->measurement, nonce, msg);
     must(attest_verify(&c->policy, msg, size, nonce, v), "attest_verify");
 }
 
@@ -306,21 +316,6 @@ static int check_refuse(const char *enclave, const char *dir)
 }
 
 /* ---- leader: a delegated leader enclave certifies a worker without the owner ---- */
-
-/* The worker's attestation message over nonce, with its evidence signed by platform for
- * measurement (the true one, or a lie). */
-static size_t worker_msg(struct enclave_host *w, const struct signer *platform,
-                         const uint8_t measurement[HASH_SIZE], const uint8_t nonce[32],
-                         uint8_t msg[ATTEST_MSG_SIZE_MAX])
-{
-    struct enclave_report rp;
-    must(enclave_host_report(w, nonce, &rp, 5000), "worker report");
-    struct evidence ev;
-    evidence_sim_sign(&ev, platform, measurement, rp.report_data);
-    size_t size;
-    must(attest_msg_encode(&ev, rp.sign_pk, rp.kx_pk, msg, ATTEST_MSG_SIZE_MAX, &size), "msg");
-    return size;
-}
 
 static int check_leader(const char *enclave, const char *dir)
 {
