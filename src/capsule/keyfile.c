@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "base/bytes.h"
+#include "base/rng.h"
 
 #define KEYFILE_TEXT_MAX 512
 
@@ -89,5 +90,35 @@ out_free:
         secret_free(text);
 out_close:
     close(fd);
+    return err;
+}
+
+psl_err keyfile_signer(struct signer *out, const char *path, bool *created)
+{
+    uint8_t *seed = secret_alloc(SIGN_SEED_SIZE);
+    if (!seed)
+        return PSL_ERR_NOMEM;
+    bool made = false;
+    struct signer s;
+    psl_err err = keyfile_read(path, KEYFILE_SIGNING, seed);
+    if (err == PSL_ERR_NOT_FOUND) {
+        rng_bytes(seed, SIGN_SEED_SIZE);
+        if ((err = signer_init(&s, seed)))
+            goto out_free_seed;
+        err = keyfile_write(path, KEYFILE_SIGNING, seed, s.pk);
+        signer_deinit(&s);
+        made = err == PSL_OK;
+        if (err == PSL_ERR_EXISTS || err == PSL_OK)
+            err = keyfile_read(path, KEYFILE_SIGNING, seed); /* the winner's key */
+    }
+    if (err)
+        goto out_free_seed;
+    if ((err = signer_init(&s, seed)))
+        goto out_free_seed;
+    *out = s;
+    if (created)
+        *created = made;
+out_free_seed:
+    secret_free(seed);
     return err;
 }

@@ -4,6 +4,7 @@
 #ifndef PSL_CAPSULE_KEYFILE_H
 #define PSL_CAPSULE_KEYFILE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "crypto/crypto.h"
@@ -17,5 +18,9 @@ psl_err keyfile_write(const char *path, enum keyfile_kind kind, const uint8_t *s
 /* Reads a key file of the given kind; out_secret is 32 bytes of the caller's secret memory.
  * Refuses files readable by group or others. */
 psl_err keyfile_read(const char *path, enum keyfile_kind kind, uint8_t *out_secret) PSL_MUST_USE;
+/* Loads the signing key at path into *out (released with signer_deinit), creating a fresh one
+ * first when the file does not exist. Another process may win the race to create it (O_EXCL):
+ * then its key is the one loaded. *created (may be NULL) says whether this call made it. */
+psl_err keyfile_signer(struct signer *out, const char *path, bool *created) PSL_MUST_USE;
 
 #endif

@@ -42,27 +42,12 @@ psl_err node_mkdir_p(const char *path)
 
 psl_err node_signing_key(struct signer *out, const char *path)
 {
-    uint8_t *seed = secret_alloc(SIGN_SEED_SIZE);
-    if (!seed)
-        return PSL_ERR_NOMEM;
-    psl_err err = keyfile_read(path, KEYFILE_SIGNING, seed);
-    if (err == PSL_ERR_NOT_FOUND || (err == PSL_ERR_IO && access(path, F_OK) != 0)) {
-        struct signer fresh;
-        if ((err = signer_init(&fresh, NULL)))
-            goto out_free;
-        signer_seed(&fresh, seed);
-        err = keyfile_write(path, KEYFILE_SIGNING, seed, fresh.pk);
-        signer_deinit(&fresh);
-        if (err)
-            goto out_free;
-        LOG_INFO("node", "msg=\"created key\" path=%s", path);
-    } else if (err) {
+    bool created = false;
+    psl_err err = keyfile_signer(out, path, &created);
+    if (err)
         LOG_ERROR("node", "msg=\"cannot read key file\" path=%s err=%s", path, psl_err_name(err));
-        goto out_free;
-    }
-    err = signer_init(out, seed);
-out_free:
-    secret_free(seed);
+    else if (created)
+        LOG_INFO("node", "msg=\"created key\" path=%s", path);
     return err;
 }
 
