@@ -1197,7 +1197,7 @@ static psl_err local_op(struct scl_engine *e, uint8_t op, const uint8_t *key, si
         return PSL_ERR_BUSY;
     }
     /* The newest batch takes the op if it has room under the record's limits. */
-    struct qbuf *q = e->q_tail;
+    struct qbuf *q = e->q_tail, *fresh = NULL, *prev = e->q_tail;
     if (!q || (q->ops && (q->ops >= e->cfg.batch_ops_max ||
                           4 + q->size + bytes > e->cfg.batch_bytes_max)) ||
         bytes > q->cap - q->size) {
@@ -1218,6 +1218,7 @@ static psl_err local_op(struct scl_engine *e, uint8_t op, const uint8_t *key, si
         q->next = NULL;
         q->ops = 0;
         q->size = 0;
+        fresh = q;
         if (e->q_tail)
             e->q_tail->next = q;
         else
@@ -1230,8 +1231,20 @@ static psl_err local_op(struct scl_engine *e, uint8_t op, const uint8_t *key, si
                                  value_size, &applied);
     if (err) {
         e->clock--;
+        if (fresh) {
+            /* Unlink the batch made for this op: actors never see an empty batch. */
+            if (prev)
+                prev->next = NULL;
+            else
+                e->q_head = NULL;
+            e->q_tail = prev;
+            if (!e->q_spare)
+                e->q_spare = fresh;
+            else
+                free(fresh);
+        }
         pthread_mutex_unlock(&e->mu);
-        return err; /* an empty batch just made stays queued: the actor skips it */
+        return err;
     }
     uint8_t *p = q->data + q->size;
     p[0] = op;
@@ -1403,12 +1416,7 @@ psl_err scl_actor_step(struct scl_engine *e)
         compactor_run(e, j);
         pthread_mutex_unlock(&e->seal_mu);
         return PSL_OK;
-    } else if ((e->q_head && e->q_head->ops) || (e->q_head && e->q_head->next)) {
-        while (!e->q_head->ops) { /* an empty batch (its put failed) that is not the newest */
-            struct qbuf *empty = e->q_head;
-            e->q_head = empty->next;
-            free(empty);
-        }
+    } else if (e->q_head) {
         /* Take the oldest batch whole: it holds what queued meanwhile, within the limits. */
         type = REC_DATA;
         batch = e->q_head;
