@@ -1,9 +1,9 @@
 /* ring.c: single-producer single-consumer rings of framed messages in shared memory, the
  * switchless boundary between a host and its enclave process (see ring.h for the layout).
  * Invariant: the consumer hands out only whole frames that lie inside the data area, read once
- * from the region into private memory; the producer makes a frame visible only by moving the
- * shared tail with a release store after every byte of it is written, so a producer that dies
- * mid-message leaves nothing of it behind.
+ * from the region into private memory; the producer makes a frame visible only by storing its
+ * header (release) after every other byte of it, and the cleared slot after it, is written, so
+ * a producer that dies mid-message leaves nothing of it behind.
  *
  * Waiting. A side that cannot proceed (consumer: ring empty; producer: not enough space) spins
  * for spin_ns, then sleeps with FUTEX_WAIT on its wait word in the shared region (data_wait for
@@ -15,6 +15,7 @@
  *     store(word, 1); fence(seq_cst); load(position)   -> sleeps if nothing changed
  * and the waker does
  *     store(position); fence(seq_cst); load(word)      -> wakes if word == 1.
+ * (The consumer's "position" is the frame header slot at its head; the producer's is the head.)
  * Each side stores, then loads what the other stored. Without the fences both loads could read
  * the old values (store-to-load reordering, which x86 does too): the sleeper would miss the new
  * position and the waker would miss the flag, and the sleeper would sleep with a message queued.
@@ -93,22 +94,22 @@ static void futex_wake(_Atomic uint32_t *word, int count)
     (void)syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE, count, NULL, NULL, 0);
 }
 
-/* One read of a frame header from the region. The relaxed atomic load keeps the compiler from
- * splitting or repeating it: the peer may rewrite the bytes at any moment. */
-static struct frame_hdr frame_get(const uint8_t *p)
+/* The consumer's read of a slot that decides whether a frame is there. Acquire: pairs with the
+ * release store of the header in ring_sendv; the payload written before it is visible. */
+static struct frame_hdr frame_get_acquire(const uint8_t *p)
 {
-    uint64_t v = __atomic_load_n((const uint64_t *)(const void *)p, __ATOMIC_RELAXED);
+    uint64_t v = __atomic_load_n((const uint64_t *)(const void *)p, __ATOMIC_ACQUIRE);
     struct frame_hdr h;
     memcpy(&h, &v, sizeof h);
     return h;
 }
 
-static void frame_put(uint8_t *p, uint32_t type, uint32_t size)
+static void frame_put(uint8_t *p, uint32_t type, uint32_t size, int order)
 {
     struct frame_hdr h = {.type = type, .size = size};
     uint64_t v;
     memcpy(&v, &h, sizeof v);
-    __atomic_store_n((uint64_t *)(void *)p, v, __ATOMIC_RELAXED);
+    __atomic_store_n((uint64_t *)(void *)p, v, order);
 }
 
 static psl_err ring_break(struct ring *r)
@@ -123,7 +124,7 @@ static bool ring_broken(const struct ring *r)
 }
 
 /* Tells a sleeper on *word that its condition may have changed. Called after this side stored
- * a new position (tail or head). */
+ * a new position (a frame header or the head). */
 static void wake_peer(_Atomic uint32_t *word, uint64_t *wakes)
 {
     /* Pairs with the fence in ring_wait's sleep path (the lost-wakeup argument at the top). */
@@ -151,62 +152,36 @@ static void consumer_advance(struct ring *r, uint64_t by)
     wake_peer(&r->sh->space_wait, &r->recv_wakes);
 }
 
-/* Loads and bounds the shared tail; returns PSL_OK or breaks the ring. */
-static psl_err consumer_load_tail(struct ring *r)
-{
-    /* Acquire: pairs with the release store of tail in ring_sendv; the bytes of every frame
-     * before the tail we read are visible to our reads of the data area. */
-    uint64_t t = atomic_load_explicit(&r->sh->tail, memory_order_acquire);
-    /* One read, then bounds: the tail may not be behind our head, more than a ring ahead of it,
-     * or unaligned. (t - head wraps to a huge value when t < head.) */
-    if (t - r->head > r->cap || (t & 7u) != 0)
-        return ring_break(r);
-    r->tail_seen = t;
-    return PSL_OK;
-}
-
 /* Is a whole message ready at head? PSL_OK with its validated header in *out; PSL_ERR_NOT_FOUND
- * (empty), PSL_ERR_CLOSED (empty and closed) or PSL_ERR_MALFORMED. Consumes pad frames. */
+ * (empty), PSL_ERR_CLOSED (empty and closed) or PSL_ERR_MALFORMED. Consumes pad frames.
+ * Readiness is the frame header itself: the slot at head holds zero (RING_TYPE_NONE) until the
+ * producer publishes a frame there (see ring_sendv), so the consumer watches one cache line,
+ * the one the message starts in, instead of a shared tail and then the data. */
 static psl_err recv_ready(struct ring *r, struct frame_hdr *out)
 {
     for (;;) {
-        if (r->tail_seen == r->head) {
-            /* Empty so far. Prefetch the two lines the next frame will start in before loading
-             * the tail: while this side spins, the producer's stores invalidate them along with
-             * the tail's line, and the next round of this loop fetches all three in parallel
-             * instead of tail first, then header, then payload (a latency win of about one
-             * cache-line transfer per message). A prefetch reads nothing into our state: the
-             * header is still read once, below, after the acquire load of the tail. */
-            uint32_t next = (uint32_t)(r->head & (r->cap - 1u));
-            __builtin_prefetch(r->data + next);
-            __builtin_prefetch(r->data + ((next + 64u) & (r->cap - 1u)));
-            psl_err err = consumer_load_tail(r);
-            if (err != PSL_OK)
-                return err;
-            if (r->tail_seen == r->head) {
-                /* Acquire: pairs with the release store in ring_close. A producer that sent,
-                 * then closed, published its tail first: reading the tail again after seeing
-                 * the flag cannot miss a message sent before the close. */
-                if (!atomic_load_explicit(&r->sh->closed, memory_order_acquire))
-                    return PSL_ERR_NOT_FOUND;
-                err = consumer_load_tail(r);
-                if (err != PSL_OK)
-                    return err;
-                if (r->tail_seen == r->head)
-                    return PSL_ERR_CLOSED;
-            }
-        }
-        /* [head, tail_seen) is published, at most cap bytes, a multiple of 8. */
-        uint64_t avail = r->tail_seen - r->head;
         uint32_t off = (uint32_t)(r->head & (r->cap - 1u));
         uint64_t room = (uint64_t)r->cap - off; /* >= 8: off is 8-aligned, cap a power of two */
-        struct frame_hdr h = frame_get(r->data + off);
+        /* The line after the header holds the rest of a small message: fetch it while this
+         * side waits, so it arrives with the header rather than after it. A prefetch reads
+         * nothing into our state. */
+        __builtin_prefetch(r->data + ((off + 64u) & (r->cap - 1u)));
+        struct frame_hdr h = frame_get_acquire(r->data + off);
+        if (h.type == RING_TYPE_NONE) {
+            /* Acquire: pairs with the release store in ring_close. A producer that sent, then
+             * closed, published its frame first: reading the slot again after seeing the flag
+             * cannot miss a message sent before the close. */
+            if (!atomic_load_explicit(&r->sh->closed, memory_order_acquire))
+                return PSL_ERR_NOT_FOUND;
+            h = frame_get_acquire(r->data + off);
+            if (h.type == RING_TYPE_NONE)
+                return PSL_ERR_CLOSED;
+        }
         if (h.type == RING_TYPE_PAD) {
-            /* A pad runs exactly to the end of the area, and is published together with at
-             * least the header of the frame it makes room for (one tail store covers both). A
-             * pad at offset 0 would need more than a ring published, so a receive skips at most
-             * one pad: a peer cannot keep it looping. */
-            if (h.size != room - RING_FRAME_HEADER_SIZE || avail < room + RING_FRAME_HEADER_SIZE)
+            /* A pad runs exactly to the end of the area and never starts at offset 0, so a
+             * receive skips at most one pad: a peer cannot keep it looping. The producer
+             * publishes the frame at offset 0 before the pad (see ring_sendv). */
+            if (off == 0 || h.size != room - RING_FRAME_HEADER_SIZE)
                 return ring_break(r);
             consumer_advance(r, room);
             continue;
@@ -214,7 +189,7 @@ static psl_err recv_ready(struct ring *r, struct frame_hdr *out)
         if (h.size > r->msg_size_max)
             return ring_break(r);
         uint64_t frame = RING_FRAME_HEADER_SIZE + align8(h.size);
-        if (frame > room || frame > avail)
+        if (frame > room)
             return ring_break(r);
         *out = h;
         return PSL_OK;
@@ -340,6 +315,9 @@ psl_err ring_format(void *mem, size_t mem_size, uint32_t capacity)
     atomic_store_explicit(&sh->data_wait, 0, memory_order_relaxed);
     atomic_store_explicit(&sh->space_wait, 0, memory_order_relaxed);
     atomic_store_explicit(&sh->closed, 0, memory_order_relaxed);
+    /* The first frame's header slot reads RING_TYPE_NONE until a frame is published there; the
+     * rest of the data area is never read before it is written. */
+    memset((uint8_t *)mem + RING_HEADER_SIZE, 0, RING_FRAME_HEADER_SIZE);
     return PSL_OK;
 }
 
@@ -378,14 +356,14 @@ psl_err ring_attach(struct ring *r, void *mem, size_t mem_size)
     r->tail = tail;
     r->head_seen = head;
     r->head = head;
-    r->tail_seen = head; /* the consumer bounds the tail itself on its first receive */
     return PSL_OK;
 }
 
 psl_err ring_sendv(struct ring *r, uint32_t type, const struct iovec *iov, int iovcnt,
                    int timeout_ms)
 {
-    if (!r || type == RING_TYPE_PAD || iovcnt < 0 || (iovcnt > 0 && !iov))
+    if (!r || type == RING_TYPE_PAD || type == RING_TYPE_NONE || iovcnt < 0 ||
+        (iovcnt > 0 && !iov))
         return PSL_ERR_INVALID_ARG;
     if (ring_broken(r))
         return PSL_ERR_MALFORMED;
@@ -403,19 +381,21 @@ psl_err ring_sendv(struct ring *r, uint32_t type, const struct iovec *iov, int i
     /* A frame that does not fit before the end is preceded by a pad frame filling the rest.
      * need < cap: room < frame <= msg_size_max + 8 <= cap / 2. */
     uint64_t need = frame <= room ? frame : room + frame;
-    PSL_ASSERT(need <= r->cap);
+    PSL_ASSERT(need + RING_FRAME_HEADER_SIZE <= r->cap);
 
-    psl_err err = ring_wait(r, WAIT_SPACE, need, timeout_ms, NULL);
+    /* The space of the frame, and of the next frame's header slot, which is cleared below. */
+    psl_err err = ring_wait(r, WAIT_SPACE, need + RING_FRAME_HEADER_SIZE, timeout_ms, NULL);
     if (err != PSL_OK)
         return err == PSL_ERR_NOT_FOUND ? PSL_ERR_BUSY : err;
 
+    uint8_t *pad = NULL;
     if (frame > room) {
-        frame_put(r->data + off, RING_TYPE_PAD, (uint32_t)(room - RING_FRAME_HEADER_SIZE));
+        pad = r->data + off;
         off = 0;
     }
     uint8_t *p = r->data + off;
-    /* Payload first, then its header; neither is visible before the tail moves. The padding
-     * bytes are zeroed (the last 8-byte word, before the payload overwrites its start). */
+    /* Payload first; the padding bytes are zeroed (the last 8-byte word, before the payload
+     * overwrites its start). */
     if ((size & 7u) != 0)
         memset(p + frame - 8u, 0, 8);
     size_t at = RING_FRAME_HEADER_SIZE;
@@ -424,10 +404,21 @@ psl_err ring_sendv(struct ring *r, uint32_t type, const struct iovec *iov, int i
             memcpy(p + at, iov[i].iov_base, iov[i].iov_len);
         at += iov[i].iov_len;
     }
-    frame_put(p, type, (uint32_t)size);
+    /* The slot after this frame still holds a header of the previous lap: clear it, so that the
+     * consumer finds RING_TYPE_NONE there until the next frame is published. It lies in space the
+     * consumer has released (ring_wait above counted it), and the release store below makes the
+     * clearing visible no later than this frame. */
+    frame_put(r->data + ((r->tail + need) & (r->cap - 1u)), RING_TYPE_NONE, 0, __ATOMIC_RELAXED);
+    /* Release: pairs with the acquire load in recv_ready: the payload and the cleared slot are
+     * visible before the header is. A frame is visible only when whole: a producer that dies
+     * before this store leaves nothing of it. */
+    frame_put(p, type, (uint32_t)size, __ATOMIC_RELEASE);
+    if (pad)
+        /* Release, after the frame at offset 0: a consumer that sees the pad finds that frame. */
+        frame_put(pad, RING_TYPE_PAD, (uint32_t)(room - RING_FRAME_HEADER_SIZE), __ATOMIC_RELEASE);
     r->tail += need;
-    /* Release: pairs with the acquire load of tail in consumer_load_tail: the pad, payload and
-     * header written above are visible before the new tail is. */
+    /* Release: the tail is not what the consumer waits on (the header is) but it says how far
+     * this side has written, for a consumer that attaches late (ring_attach). */
     atomic_store_explicit(&r->sh->tail, r->tail, memory_order_release);
     wake_peer(&r->sh->data_wait, &r->send_wakes);
     return PSL_OK;

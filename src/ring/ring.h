@@ -10,11 +10,14 @@
  *                              end: the producer fills the tail of the area with a pad frame and
  *                              starts again at offset 0.
  * Positions (head, tail) are 64-bit byte counts that only grow; the offset is position % cap.
+ * The header slot at the tail always reads RING_TYPE_NONE (0): the producer clears the slot after
+ * each frame before it publishes the frame's header, and the consumer waits on the slot at its
+ * head (a frame is there once the type is not 0). The shared tail only tells a late attacher
+ * where the producer is.
  * All integers are in host byte order: both ends run on the same machine.
  *
  * Trust: each end treats everything the other end can write (indices, headers, payload, flags)
- * as hostile. A receiver reads the tail once per check, bounds it, reads a frame header once,
- * bounds it, and copies the payload once into the caller's private buffer, which the caller then
+ * as hostile. A receiver reads a frame header once, bounds it, and copies the payload once into the caller's private buffer, which the caller then
  * validates; a sender bounds the head it reads. A violation returns PSL_ERR_MALFORMED and marks
  * the ring broken (every later call on that struct ring returns PSL_ERR_MALFORMED). Nothing the
  * peer writes makes this code read or write outside the region.
@@ -42,6 +45,7 @@
 #define RING_CAPACITY_MIN      4096u
 #define RING_CAPACITY_MAX      (1u << 30)
 #define RING_TYPE_PAD          0xffffffffu /* reserved: the filler frame before a wrap */
+#define RING_TYPE_NONE         0u          /* reserved: an empty header slot, no frame yet */
 #define RING_SPIN_NS_DEFAULT   20000u      /* 20 µs of spinning before a futex sleep */
 
 /* The shared header at the start of a ring region: the format both processes agree on (tests
@@ -100,7 +104,6 @@ struct ring {
     uint8_t pad1[64];
     /* consumer side */
     uint64_t head;      /* next position to read; the shared head is only ever stored */
-    uint64_t tail_seen; /* last validated shared tail: [head, tail_seen) holds whole frames */
     uint64_t recv_sleeps, recv_wakes;
     uint8_t pad2[64];
 };
@@ -129,7 +132,7 @@ psl_err ring_format(void *mem, size_t mem_size, uint32_t capacity) PSL_MUST_USE;
 psl_err ring_attach(struct ring *r, void *mem, size_t mem_size) PSL_MUST_USE;
 
 /* Sends one message of `size` bytes from data (borrowed for the call) with a caller-chosen type
- * (any value but RING_TYPE_PAD). If the ring is full it waits for space: spinning for the spin
+ * (any value but RING_TYPE_NONE and RING_TYPE_PAD). If the ring is full it waits for space: spinning for the spin
  * time, then sleeping on a futex until the consumer frees space, up to timeout_ms (-1 = forever).
  * The message is visible to the consumer only when whole: a producer that dies while writing
  * leaves nothing of it. Nothing is ever dropped: either the message is queued or an error says

@@ -7,7 +7,8 @@
  * Input layout (little-endian, missing bytes read as zero):
  *   [0]      warm-up: this many 200-byte messages are sent and received first, so that the
  *            hostile frames start at varied offsets (and near the end of the area)
- *   [1..8]   the tail, as a signed distance from the consumer's head
+ *   [1..8]   the tail, as a signed distance from the consumer's head (the consumer waits on frame
+ *            headers, not on the tail: whatever is written there must change nothing)
  *   [9..16]  the head that the "consumer" writes, as a signed distance from the producer's tail
  *   [17..18] the receive buffer's capacity
  *   [19..]   bytes written into the data area starting at the head's offset (wrapping)
@@ -84,7 +85,8 @@ static void fuzz_recv_side(const uint8_t *data, size_t size)
     if (err == PSL_ERR_MALFORMED) {
         uint32_t type;
         size_t got;
-        atomic_store(&sh->tail, r.head);
+        uint64_t sound = 1; /* type 1, size 0 at the head: still refused */
+        memcpy(area + (r.head & (FUZZ_CAP - 1u)), &sound, sizeof sound);
         PSL_ASSERT(ring_recv(&r, &type, buf, sizeof buf, &got, 0) == PSL_ERR_MALFORMED);
         PSL_ASSERT(ring_send(&r, 1, buf, 1, 0) == PSL_ERR_MALFORMED);
     }

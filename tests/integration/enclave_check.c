@@ -23,6 +23,7 @@
 
 #include "attest/evidence.h"
 #include "attest/provision.h"
+#include "ring/ring.h"
 #include "base/clock.h"
 #include "base/rng.h"
 #include "capsule/export.h"
@@ -116,7 +117,7 @@ static int check_garbage(const char *enclave)
         uint32_t type;
         size_t size;
     } cases[] = {
-        {0, 0},           {999, 10},          {RING_H2E_ATTEST, 0},  {RING_H2E_ATTEST, 31},
+        {999, 0},         {999, 10},          {RING_H2E_ATTEST, 0},  {RING_H2E_ATTEST, 31},
         {RING_H2E_ATTEST, 33}, {RING_H2E_PROVISION, 0}, {RING_H2E_PROVISION, 4000},
         {RING_H2E_RECORD, 300}, {RING_H2E_ACK, 100}, {RING_H2E_REPLY, 50},
         {0xfffffffeu, 1}, {102, 128}, /* an E2H type sent the wrong way */
@@ -127,7 +128,7 @@ static int check_garbage(const char *enclave)
     /* Random frames. */
     for (int i = 0; i < 200; i++) {
         uint32_t t = (uint32_t)(rng_u64() % 16);
-        if (t == RING_H2E_SHUTDOWN)
+        if (t == RING_H2E_SHUTDOWN || t == RING_TYPE_NONE) /* 0 marks an empty ring slot */
             t = 77;
         size_t size = (size_t)(rng_u64() % sizeof junk);
         must(enclave_host_send_raw(h, t, junk, size), "send random frame");
