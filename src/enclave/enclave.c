@@ -220,7 +220,7 @@ static psl_err op_put(void *ctx, const uint8_t *key, size_t key_size, const uint
         nap_us(200);
     }
     if (!err && scl_wants_kick(e->eng))
-        scl_runner_kick(e->runner); /* only an empty queue can leave the actors asleep */
+        scl_runner_kick_put(e->runner); /* only an empty queue can leave the actors asleep */
     return err;
 }
 
@@ -233,7 +233,7 @@ static psl_err op_del(void *ctx, const uint8_t *key, size_t key_size)
         nap_us(200);
     }
     if (!err && scl_wants_kick(e->eng))
-        scl_runner_kick(e->runner);
+        scl_runner_kick_put(e->runner);
     return err;
 }
 

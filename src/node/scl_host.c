@@ -34,6 +34,11 @@ void scl_host_kick(struct scl_host *h)
     scl_runner_kick(h->runner);
 }
 
+void scl_host_kick_put(struct scl_host *h)
+{
+    scl_runner_kick_put(h->runner);
+}
+
 /* The handlers never publish: they run on the fabric's delivery thread, and a publish from it
  * can wait for a full bus that only this thread empties (in-process bus: deadlock). They kick
  * the actors, which emit. */

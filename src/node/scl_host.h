@@ -27,5 +27,7 @@ psl_err scl_host_start(struct scl_host **out, struct scl_engine *e,
 void scl_host_stop(struct scl_host *h);
 /* Wakes the actors at once (after local puts), instead of at the next tick. */
 void scl_host_kick(struct scl_host *h);
+/* After a local put that found the queue empty: scl_runner_kick_put (src/scl/runner.h). */
+void scl_host_kick_put(struct scl_host *h);
 
 #endif

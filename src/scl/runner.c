@@ -33,6 +33,7 @@ struct scl_runner {
      * between an actor's check and its wait. */
     _Atomic uint64_t kicks;
     _Atomic unsigned sleepers;
+    _Atomic uint64_t put_kick_ns; /* time of the last scl_runner_kick_put (clock_mono_ns) */
     pthread_mutex_t out_mu; /* one emitter at a time keeps the engine's output order */
     bool stopping;
 };
@@ -65,6 +66,34 @@ void scl_runner_kick(struct scl_runner *r)
     pthread_mutex_lock(&r->mu);
     pthread_cond_broadcast(&r->cv);
     pthread_mutex_unlock(&r->mu);
+}
+
+/* How long puts must have paused before the next one is sealed on the putting thread: several
+ * seal times (one seal is ~30 us here). A put loop kicks far more often than that, so while puts
+ * keep coming the actors seal and batches form by themselves; only the first put after a pause
+ * skips the actor's wake-up (tens of microseconds on a loaded or virtual machine). */
+#define PUT_IDLE_NS 200000u
+
+void scl_runner_kick_put(struct scl_runner *r)
+{
+    uint64_t now = clock_mono_ns();
+    /* Relaxed: a heuristic, not a synchronisation (a stale value only picks the other path). */
+    uint64_t last = atomic_exchange_explicit(&r->put_kick_ns, now, memory_order_relaxed);
+    /* Every actor asleep means none is sealing: the caller becomes the actor for this batch,
+     * exactly as a woken actor would (actor steps may run on several threads at once; the
+     * engine sequences a writer's records itself). Otherwise an actor is awake or the puts are
+     * frequent: wake the actors as usual. */
+    if (now - last < PUT_IDLE_NS || atomic_load(&r->sleepers) < r->actor_count) {
+        scl_runner_kick(r);
+        return;
+    }
+    pthread_rwlock_rdlock(&r->elock);
+    if (r->e) {
+        while (scl_actor_step(r->e) == PSL_OK)
+            drain_locked(r);
+        drain_locked(r);
+    }
+    pthread_rwlock_unlock(&r->elock);
 }
 
 psl_err scl_runner_get(struct scl_runner *r, const uint8_t *key, size_t key_size, uint8_t *out,

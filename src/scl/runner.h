@@ -27,6 +27,11 @@ psl_err scl_runner_start(struct scl_runner **out, const struct scl_runner_config
 void scl_runner_attach(struct scl_runner *r, struct scl_engine *e);
 /* Wakes the actors now (after local puts or incoming messages) instead of at the next tick. */
 void scl_runner_kick(struct scl_runner *r);
+/* After a put that found the queue empty (scl_wants_kick): if every actor sleeps and puts had
+ * paused (no such call for 200 us), seals the queued operations on the calling thread at once
+ * (a batch of one, as an idle engine sends), saving the actor's wake-up on the latency of an
+ * isolated write; otherwise the same as scl_runner_kick, so that batches form under load. */
+void scl_runner_kick_put(struct scl_runner *r);
 /* Emits every pending action of the attached engine now, on the calling thread. */
 void scl_runner_drain(struct scl_runner *r);
 /* scl_get for callers that may block (lambdas, tests, benchmarks): while the engine answers
