@@ -47,7 +47,8 @@
 #define STAGED_MS 10000u                /* ... for at most this long */
 #define WANT_TRIES_MAX 6u               /* GET_HASH rounds before a block counts as missing */
 #define WANTS_MAX 256u
-#define RECOVERY_TAIL 64u               /* records probed at a compactor's head for its index */
+#define RECOVERY_PROBE 8u               /* records first probed at a compactor's head for its index */
+#define RECOVERY_TAIL 64u               /* ... and if a probe holds no index, the longer tail */
 #define TAIL_REQUESTS_MAX 16u           /* compactors' tail requests tracked during recovery */
 
 /* A batch in the making: local operations already in the DATA op encoding (payload.h), at most
@@ -107,6 +108,7 @@ struct peer {
     uint8_t base_hash[HASH_SIZE];
     uint64_t base_lamport;
     uint64_t rec_head; /* recovery: highest contiguous head a server reported */
+    bool tail_index;   /* recovery: a verified index of this compactor arrived in its tail */
     uint64_t flushed_seq; /* compactor: records up to here are in an index */
     struct cbuf *cbuf;    /* compactor: records after flushed_seq */
     uint64_t contiguous;
@@ -241,6 +243,7 @@ struct scl_engine {
     uint32_t recov_servers;     /* replica indices that answered a tail request completely */
     uint64_t tail_req[TAIL_REQUESTS_MAX]; /* request ids of the compactors' tails */
     size_t tail_req_count;
+    uint64_t tail_span;         /* records asked at each compactor's head (a probe, then more) */
     struct lsm_index cand;      /* the best index seen while recovering */
     uint8_t cand_writer[HASH_SIZE]; /* ... the compactor that sealed it, and its seq there */
     uint64_t cand_seq;
@@ -1849,6 +1852,8 @@ static psl_err process_record(struct scl_engine *e, const uint8_t *data, size_t 
         /* A checkpoint candidate: the newest verified one wins when recovery ends. */
         struct lsm_index nix;
         err = index_open(p, &v, &nix);
+        if (!err)
+            p->tail_index = true;
         if (err) {
             e->st.lsm_indexes_refused++;
             e->st.rejected_by[err]++;
@@ -2209,6 +2214,36 @@ static void recovery_finish(struct scl_engine *e)
  * the certificates of the writers they name (to know the compactors), then the tail of each
  * compactor's chain, where its newest index is, from n - k + 1 servers. Every phase also ends
  * after a few retry periods, so dead servers delay recovery, never stop it. */
+static bool tail_wanted(const struct peer *p)
+{
+    return p->rec_head && p->has_cert && p->cert.role == ROLE_COMPACTOR && !p->forked;
+}
+
+/* Asks for the last `span` records of every compactor's chain (up to its reported head), where
+ * its newest index is; false if there is no compactor. Caller holds mu. */
+static bool request_tails(struct scl_engine *e, uint64_t span)
+{
+    bool any = false;
+    e->tail_req_count = 0;
+    for (size_t i = 0; i < e->peer_count; i++) {
+        struct peer *p = e->peers[i];
+        if (!tail_wanted(p))
+            continue;
+        uint64_t from = p->rec_head > span ? p->rec_head - span + 1 : 1;
+        uint64_t id = emit_request(e, REQ_GET_RANGE, p->id, from, p->rec_head, NULL);
+        if (e->tail_req_count < TAIL_REQUESTS_MAX)
+            e->tail_req[e->tail_req_count++] = id;
+        any = true;
+    }
+    if (!any)
+        return false;
+    e->tail_span = span;
+    e->recov = RECOV_TAILS;
+    e->recov_servers = 0;
+    e->recov_ms = e->now_ms ? e->now_ms : 1;
+    return true;
+}
+
 static void recovery_tick(struct scl_engine *e)
 {
     unsigned fresh = e->meta.replica_count - e->meta.quorum_k + 1u;
@@ -2236,29 +2271,23 @@ static void recovery_tick(struct scl_engine *e)
             all = all && (!e->peers[i]->rec_head || e->peers[i]->has_cert);
         if (!all && waited < patience)
             return;
-        bool any = false;
-        for (size_t i = 0; i < e->peer_count; i++) {
-            struct peer *p = e->peers[i];
-            if (!p->rec_head || !p->has_cert || p->cert.role != ROLE_COMPACTOR || p->forked)
-                continue;
-            uint64_t from = p->rec_head > RECOVERY_TAIL ? p->rec_head - RECOVERY_TAIL + 1 : 1;
-            uint64_t id = emit_request(e, REQ_GET_RANGE, p->id, from, p->rec_head, NULL);
-            if (e->tail_req_count < TAIL_REQUESTS_MAX)
-                e->tail_req[e->tail_req_count++] = id;
-            any = true;
-        }
-        if (!any) {
+        if (!request_tails(e, RECOVERY_PROBE))
             recovery_finish(e);
-            return;
-        }
-        e->recov = RECOV_TAILS;
-        e->recov_servers = 0;
-        e->recov_ms = e->now_ms ? e->now_ms : 1;
         return;
     }
     if (e->recov == RECOV_TAILS &&
-        ((unsigned)__builtin_popcount(e->recov_servers) >= fresh || waited >= patience))
-        recovery_finish(e);
+        ((unsigned)__builtin_popcount(e->recov_servers) >= fresh || waited >= patience)) {
+        /* A compactor whose probe held no index (its newest index lies further back, behind
+         * the blocks of a flush in progress) gets the longer tail before a checkpoint is
+         * chosen: an older index would be correct but replay more. */
+        bool again = false;
+        for (size_t i = 0; i < e->peer_count && e->tail_span < RECOVERY_TAIL; i++) {
+            const struct peer *p = e->peers[i];
+            again = again || (tail_wanted(p) && !p->tail_index && p->rec_head > e->tail_span);
+        }
+        if (!again || !request_tails(e, RECOVERY_TAIL))
+            recovery_finish(e);
+    }
     if (e->recov == RECOV_REPLAY) {
         /* Live once every writer is replayed up to the freshest head the servers reported (a
          * head that never comes, claimed by a lying server, only delays this). */
