@@ -23,8 +23,12 @@
 #define PSL_VALUE_SIZE_MAX (1u << 20)
 #define PSL_DATA_OPS_MAX 65536u
 
-/* Heads listed by EOE and SYNC records. */
+/* Heads listed by EOE and SYNC records (and by the cut of a CHECKPOINT). */
 #define PSL_CUT_HEADS_MAX 4096u
+
+/* CHECKPOINT records (capsule/checkpoint.h): live block hashes listed (as many as an index may
+ * name, LSM_INDEX_BLOCKS_MAX in lsm/index.h). */
+#define PSL_CHECKPOINT_BLOCKS_MAX 65536u
 
 /* Opaque payloads: sealed RESULT records. */
 #define PSL_RESULT_SIZE_MAX (1u << 20)

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "base/assert.h"
+#include "capsule/checkpoint.h"
 #include "capsule/payload.h"
 
 static const uint8_t zero_hash[HASH_SIZE];
@@ -195,6 +196,10 @@ static psl_err check_payload(struct chain_state *s, struct entry *e, const uint8
     }
     case REC_RESULT:
         return n <= PSL_RESULT_SIZE_MAX ? PSL_OK : PSL_ERR_TOO_LARGE;
+    case REC_CHECKPOINT: {
+        struct checkpoint cp;
+        return checkpoint_decode(&cp, p, n);
+    }
     default:
         return PSL_ERR_BAD_TYPE;
     }

@@ -15,8 +15,9 @@ static const uint8_t zero_hash[HASH_SIZE];
 
 const char *record_type_name(uint8_t type)
 {
-    static const char *const names[] = {"?",    "CERT",      "DATA",      "EOE",    "SYNC",
-                                        "HEAD", "LSM_BLOCK", "LSM_INDEX", "RESULT", "REVOKE"};
+    static const char *const names[] = {"?",      "CERT",   "DATA",      "EOE",
+                                        "SYNC",   "HEAD",   "LSM_BLOCK", "LSM_INDEX",
+                                        "RESULT", "REVOKE", "CHECKPOINT"};
     return type <= REC_TYPE_MAX ? names[type] : "?";
 }
 

@@ -35,8 +35,9 @@ enum record_type {
     REC_LSM_INDEX = 7,
     REC_RESULT = 8,
     REC_REVOKE = 9,
+    REC_CHECKPOINT = 10, /* compactor: public notice of a durable index (capsule/checkpoint.h) */
 };
-#define REC_TYPE_MAX 9
+#define REC_TYPE_MAX 10
 
 const char *record_type_name(uint8_t type);
 /* Whether the payload of this type is AEAD-encrypted under the writer key. */

@@ -350,6 +350,57 @@ static void release_pending(struct served *sc, const uint8_t writer[HASH_SIZE])
     }
 }
 
+/* A verified CHECKPOINT record (signature and certificate checked). Only a compactor may
+ * publish one: from any other writer it is refused and changes nothing. In a collecting capsule a
+ * checkpoint newer than the last applied one drops what it covers, durably, in one transaction. */
+static void handle_checkpoint(struct served *sc, const struct record_view *v,
+                              const struct writer_cert *cert)
+{
+    struct capsuled *s = sc->srv;
+    struct checkpoint cp;
+    psl_err err = cert->role == ROLE_COMPACTOR
+                      ? checkpoint_decode(&cp, v->payload, v->h.payload_size)
+                      : PSL_ERR_CERT_ROLE;
+    if (!err && cp.index_seq >= v->h.seq)
+        err = PSL_ERR_MALFORMED; /* the notice follows its index in the same chain */
+    if (err) {
+        count_add(s, &s->st.checkpoints_refused, 1);
+        count_reject(s, err);
+        return;
+    }
+    append_verified(sc, v);
+    if (sc->meta.retention != RETENTION_COLLECT_COVERED) {
+        count_add(s, &s->st.checkpoints_kept, 1);
+        return;
+    }
+    struct store_collect_result res;
+    char name[2 * HASH_SIZE + 1];
+    hex_encode(name, sc->meta.name, HASH_SIZE);
+    if ((err = store_collect(s->store, sc->meta.name, v->hash, v->h.writer, &cp, &res))) {
+        LOG_ERROR("capsuled", "msg=\"collection failed\" capsule=%.16s generation=%llu err=%s", name,
+                  (unsigned long long)cp.generation, psl_err_name(err));
+        return;
+    }
+    pthread_mutex_lock(&s->mu);
+    if (res.outcome == STORE_COLLECT_APPLIED) {
+        s->st.checkpoints_applied++;
+        s->st.collected_records += res.records;
+        s->st.collected_bytes += res.bytes;
+    } else if (res.outcome == STORE_COLLECT_STALE) {
+        s->st.checkpoints_stale++;
+    } else {
+        s->st.checkpoints_kept++;
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (res.outcome == STORE_COLLECT_APPLIED)
+        LOG_INFO("capsuled",
+                 "msg=\"collected\" capsule=%.16s generation=%llu records=%llu bytes=%llu "
+                 "writers=%u skipped=%u rebased=%u live_blocks=%zu",
+                 name, (unsigned long long)cp.generation, (unsigned long long)res.records,
+                 (unsigned long long)res.bytes, res.writers, res.skipped, res.rebased,
+                 cp.live_count);
+}
+
 static void handle_record(struct served *sc, const uint8_t *data, size_t size, bool from_peer)
 {
     struct capsuled *s = sc->srv;
@@ -368,6 +419,15 @@ static void handle_record(struct served *sc, const uint8_t *data, size_t size, b
      * check. A writer's re-send means our ACK was lost: acknowledge again at once. */
     if (store_has(s->store, v.hash)) {
         count_add(s, &s->st.duplicates, 1);
+        if (!from_peer)
+            publish_ack(sc, v.h.writer);
+        return;
+    }
+    /* Below the writer's collected horizon: covered by an applied checkpoint, so it is not stored
+     * again; a writer re-sending it still gets the ACK of its (covered) head. */
+    if (sc->meta.retention == RETENTION_COLLECT_COVERED && v.h.seq > 1 &&
+        v.h.seq < store_horizon_get(s->store, sc->meta.name, v.h.writer)) {
+        count_add(s, &s->st.below_horizon, 1);
         if (!from_peer)
             publish_ack(sc, v.h.writer);
         return;
@@ -409,6 +469,10 @@ static void handle_record(struct served *sc, const uint8_t *data, size_t size, b
     }
     if ((err = record_check(&v, &sc->meta, &cert, now, NULL))) {
         count_reject(s, err);
+        return;
+    }
+    if (v.h.type == REC_CHECKPOINT) {
+        handle_checkpoint(sc, &v, &cert);
         return;
     }
     append_verified(sc, &v);
@@ -570,7 +634,19 @@ static void serve_request(struct served *sc, const uint8_t *data, size_t size)
         break;
     case REQ_GET_RANGE:
         b.body = 4;
-        err = store_range(s->store, q.capsule, q.writer, q.from, q.to, reply_add_record, &b);
+        err = PSL_OK;
+        if (sc->meta.retention == RETENTION_COLLECT_COVERED) {
+            /* The range reaches below the collected horizon: the applied checkpoint comes
+             * first, so that the requester learns why those records are gone. */
+            uint64_t lo = q.from < 2 ? 2 : q.from;
+            struct store_gc_state g;
+            if (lo <= q.to && lo < store_horizon_get(s->store, q.capsule, q.writer) &&
+                store_gc_state_get(s->store, q.capsule, &g) == PSL_OK &&
+                store_get(s->store, g.record_hash, reply_add_record, &b) == PSL_ERR_IO)
+                err = PSL_ERR_IO;
+        }
+        if (!err)
+            err = store_range(s->store, q.capsule, q.writer, q.from, q.to, reply_add_record, &b);
         status = err ? REP_BUSY : REP_OK;
         break;
     case REQ_GET_HEADS:
@@ -1065,6 +1141,22 @@ size_t capsuled_metrics(struct capsuled *s, char *buf, size_t cap)
     EMIT("# TYPE psl_capsuled_anti_entropy_records_total counter\n"
          "psl_capsuled_anti_entropy_records_total %" PRIu64 "\n", st.ae_fetched);
     EMIT("# TYPE psl_capsuled_forks_total counter\npsl_capsuled_forks_total %" PRIu64 "\n", st.store.forks);
+    EMIT("# HELP psl_capsuled_checkpoints_total CHECKPOINT records, by outcome.\n"
+         "# TYPE psl_capsuled_checkpoints_total counter\n"
+         "psl_capsuled_checkpoints_total{outcome=\"applied\"} %" PRIu64 "\n"
+         "psl_capsuled_checkpoints_total{outcome=\"stale\"} %" PRIu64 "\n"
+         "psl_capsuled_checkpoints_total{outcome=\"keep_all\"} %" PRIu64 "\n"
+         "psl_capsuled_checkpoints_total{outcome=\"refused\"} %" PRIu64 "\n",
+         st.checkpoints_applied, st.checkpoints_stale, st.checkpoints_kept, st.checkpoints_refused);
+    EMIT("# HELP psl_capsuled_collected_records_total Records dropped by applied checkpoints.\n"
+         "# TYPE psl_capsuled_collected_records_total counter\n"
+         "psl_capsuled_collected_records_total %" PRIu64 "\n", st.collected_records);
+    EMIT("# TYPE psl_capsuled_collected_bytes_total counter\n"
+         "psl_capsuled_collected_bytes_total %" PRIu64 "\n", st.collected_bytes);
+    EMIT("# HELP psl_capsuled_below_horizon_total Records not stored again: below a collected "
+         "horizon.\n"
+         "# TYPE psl_capsuled_below_horizon_total counter\n"
+         "psl_capsuled_below_horizon_total %" PRIu64 "\n", st.below_horizon);
     EMIT("# TYPE psl_capsuled_admitted_total counter\npsl_capsuled_admitted_total %" PRIu64 "\n",
          st.admitted);
     EMIT("# TYPE psl_capsuled_admissions_refused_total counter\n"

@@ -5,7 +5,13 @@
  * stored records with signed ACKs. An ACK for (writer, seq, hash) means the server holds every
  * record of that writer from 1 to seq, chained to hash: it acknowledges its contiguous head, so
  * one ACK can cover a whole batch. It answers requests (record by hash, a writer's seq range,
- * heads, metadata), and runs anti-entropy with the other servers of the replica set. */
+ * heads, metadata), and runs anti-entropy with the other servers of the replica set.
+ * Collection: in a capsule with retention COLLECT_COVERED, a CHECKPOINT record from a writer
+ * certified as compactor, newer than the last one applied, drops what it covers (store_collect).
+ * From then on an ACK means "stored, or covered by the checkpoint", records below a writer's
+ * collected horizon are acknowledged but not stored again, and a range request that reaches
+ * below the horizon gets the applied CHECKPOINT record first (it explains the gap, and lets a
+ * server that was behind rebase on it). */
 #ifndef PSL_CAPSULED_SERVER_H
 #define PSL_CAPSULED_SERVER_H
 
@@ -41,6 +47,14 @@ struct capsuled_stats {
     uint64_t commit_ns_p50, commit_ns_p99;
     uint64_t admitted;            /* capsules accepted at run time */
     uint64_t admissions_refused;  /* bad metadata, owner not admitted, or not a replica */
+    /* Collection (CHECKPOINT records; docs/capsuledb.md "Collection"). */
+    uint64_t checkpoints_applied;  /* newer checkpoints applied to a collecting capsule */
+    uint64_t checkpoints_stale;    /* not newer than the last applied one: nothing collected */
+    uint64_t checkpoints_kept;     /* stored in a keep-all capsule: nothing collected */
+    uint64_t checkpoints_refused;  /* not from a compactor, or undecodable: not stored */
+    uint64_t collected_records;    /* records dropped by applied checkpoints */
+    uint64_t collected_bytes;
+    uint64_t below_horizon;        /* records arriving below a writer's collected horizon */
 };
 
 struct capsuled;

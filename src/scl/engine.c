@@ -25,6 +25,7 @@
 #include "base/log.h"
 #include "base/rng.h"
 #include "capsule/ack.h"
+#include "capsule/checkpoint.h"
 #include "capsule/durability.h"
 #include "capsule/payload.h"
 #include "capsule/proto.h"
@@ -235,6 +236,10 @@ struct scl_engine {
     size_t held_size;
     uint64_t held_seq, held_after;
     uint8_t held_hash[HASH_SIZE];
+    uint8_t *held_ck; /* compactor: its CHECKPOINT, waiting for the index's durability */
+    size_t held_ck_size;
+    uint64_t held_ck_seq;
+    uint8_t held_ck_hash[HASH_SIZE];
     uint64_t *own_lamport;      /* compactor: lamport of each own record, index seq - 1 */
     size_t own_lamport_cap;
     /* recovery */
@@ -726,15 +731,131 @@ static void track_sealed(struct scl_engine *e, const uint8_t *data, size_t size,
     emit(e, SCL_ACT_PUBLISH, NULL, data, size);
 }
 
-/* Publishes the held index once every block before it is durable (caller holds mu). */
+/* Publishes the held index once every block before it is durable, then the held CHECKPOINT
+ * once the index itself is durable (caller holds mu): a storage server may act on the notice
+ * (drop what it covers), so nothing it names may be missing from k servers by then. */
 static void release_held(struct scl_engine *e)
 {
-    if (!e->held || e->dur.durable < e->held_after)
-        return;
-    track_sealed(e, e->held, e->held_size, e->held_hash, e->held_seq);
-    e->st.sealed_seq = e->chain.seq;
-    free(e->held);
-    e->held = NULL;
+    bool released = false;
+    if (e->held && e->dur.durable >= e->held_after) {
+        track_sealed(e, e->held, e->held_size, e->held_hash, e->held_seq);
+        free(e->held);
+        e->held = NULL;
+        released = true;
+    }
+    if (!e->held && e->held_ck && e->dur.durable >= e->held_ck_seq - 1) {
+        track_sealed(e, e->held_ck, e->held_ck_size, e->held_ck_hash, e->held_ck_seq);
+        free(e->held_ck);
+        e->held_ck = NULL;
+        released = true;
+    }
+    if (released && !e->held && !e->held_ck)
+        e->st.sealed_seq = e->chain.seq;
+}
+
+static int hash_cmp(const void *a, const void *b)
+{
+    return memcmp(a, b, HASH_SIZE);
+}
+
+/* Seals the CHECKPOINT notice of the index just sealed (hash ihash at seq chain.seq) as the
+ * next record of our chain: the index's cut and every block it names, sorted (caller holds
+ * seal_mu, not mu). On success the record is returned in *out (malloc'd) for the caller to hold.
+ * A failure only means no notice for this index: servers collect nothing for it. */
+static psl_err checkpoint_seal(struct scl_engine *e, const struct lsm_index *ix,
+                               const uint8_t ihash[HASH_SIZE], uint8_t **out, size_t *out_size,
+                               uint8_t hash_out[HASH_SIZE])
+{
+    size_t nb = lsm_index_block_count(ix);
+    struct checkpoint_head *heads = calloc(ix->head_count ? ix->head_count : 1, sizeof *heads);
+    uint8_t(*live)[HASH_SIZE] = malloc((nb ? nb : 1) * HASH_SIZE);
+    uint8_t *buf = NULL;
+    psl_err err = heads && live ? PSL_OK : PSL_ERR_NOMEM;
+    size_t nl = 0;
+    for (size_t l = 0; !err && l < ix->level_count; l++)
+        for (size_t r = 0; r < ix->levels[l].run_count; r++)
+            for (size_t b = 0; b < ix->levels[l].runs[r].block_count && nl < nb; b++)
+                memcpy(live[nl++], ix->levels[l].runs[r].blocks[b].hash, HASH_SIZE);
+    if (!err) {
+        qsort(live, nl, HASH_SIZE, hash_cmp);
+        size_t u = 0;
+        for (size_t i = 0; i < nl; i++)
+            if (u == 0 || memcmp(live[u - 1], live[i], HASH_SIZE) != 0)
+                memmove(live[u++], live[i], HASH_SIZE);
+        nl = u;
+        for (size_t i = 0; i < ix->head_count; i++) { /* already ascending by writer */
+            memcpy(heads[i].writer, ix->heads[i].writer, HASH_SIZE);
+            heads[i].seq = ix->heads[i].seq;
+            memcpy(heads[i].hash, ix->heads[i].hash, HASH_SIZE);
+        }
+    }
+    struct checkpoint cp = {.index_seq = e->chain.seq,
+                            .generation = ix->generation,
+                            .head_count = ix->head_count,
+                            .heads = heads,
+                            .live_count = nl,
+                            .live = (const uint8_t(*)[HASH_SIZE])live};
+    memcpy(cp.index_hash, ihash, HASH_SIZE);
+    size_t plain = checkpoint_encoded_size(cp.head_count, cp.live_count);
+    size_t cap = record_sealed_size(plain, REC_CHECKPOINT);
+    if (!err && !(buf = malloc(cap)))
+        err = PSL_ERR_NOMEM;
+    if (!err) {
+        struct wr w;
+        wr_init(&w, buf + PSL_RECORD_HEADER_SIZE, plain);
+        err = checkpoint_encode(&cp, &w);
+    }
+    if (!err) {
+        pthread_mutex_lock(&e->mu);
+        uint64_t lamport = ++e->clock;
+        memcpy(e->chain.sync, e->sync_next, HASH_SIZE);
+        pthread_mutex_unlock(&e->mu);
+        err = record_chain_seal(&e->chain, &e->keys, REC_CHECKPOINT, lamport, buf, cap, plain,
+                                out_size, hash_out);
+        if (!err) {
+            pthread_mutex_lock(&e->mu);
+            own_lamport_set(e, e->chain.seq, lamport);
+            pthread_mutex_unlock(&e->mu);
+        }
+    }
+    free(heads);
+    free(live);
+    if (err) {
+        free(buf);
+        return err;
+    }
+    *out = buf;
+    return PSL_OK;
+}
+
+/* The cut of a new index: the heads of the flushed SYNC, plus every head of the previous index
+ * that the SYNC does not list (or lists lower). Everything up to those is in the tree already, so
+ * the claim stays true, and cuts only grow: a writer listed by one index is listed, at the same
+ * head or a later one, by every later index. Collection relies on that (servers drop records
+ * below the heads of a checkpoint; a reader replays a writer the cut omits from seq 1). Returns a
+ * malloc'd array in *out (caller holds seal_mu). */
+static psl_err cut_carry_over(const struct lsm_index *old, const struct lsm_index_head *heads,
+                              size_t n, struct lsm_index_head **out, size_t *out_n)
+{
+    struct lsm_index_head *m = malloc((n + old->head_count ? n + old->head_count : 1) * sizeof *m);
+    if (!m)
+        return PSL_ERR_NOMEM;
+    if (n)
+        memcpy(m, heads, n * sizeof *m);
+    size_t k = n;
+    for (size_t i = 0; i < old->head_count; i++) {
+        const struct lsm_index_head *o = &old->heads[i];
+        size_t j = 0;
+        while (j < n && memcmp(m[j].writer, o->writer, HASH_SIZE) != 0)
+            j++;
+        if (j == n)
+            m[k++] = *o;
+        else if (m[j].seq < o->seq)
+            m[j] = *o;
+    }
+    *out = m;
+    *out_n = k;
+    return PSL_OK;
 }
 
 /* The sink of the compactor's steps: seals a block as the next record of our chain, publishes
@@ -838,14 +959,18 @@ static void compactor_run(struct scl_engine *e, struct flush_job *j)
         }
     /* Epochs are numbered per coordinator; a replacement coordinator may count from lower, and
      * the index's epoch must grow, so it is the compactor's count when they disagree. */
-    struct lsm_cut cut = {.epoch = j->epoch, .horizon = 0, .heads = j->heads,
-                          .head_count = j->head_count};
+    struct lsm_index_head *cut_heads = NULL;
+    size_t cut_n = 0;
+    if (!err)
+        err = cut_carry_over(&e->cix, j->heads, j->head_count, &cut_heads, &cut_n);
+    struct lsm_cut cut = {.epoch = j->epoch, .horizon = 0, .heads = cut_heads, .head_count = cut_n};
     if (e->cix.generation && cut.epoch <= e->cix.epoch)
         cut.epoch = e->cix.epoch + 1;
     memcpy(cut.sync_hash, j->sync_hash, HASH_SIZE);
     if (!err)
         err = lsm_flush(&e->cix, &e->policy, &cut, ents, total, &sink, &nix, &cst);
     free(ents);
+    free(cut_heads);
     for (unsigned guard = 0; !err && guard < LSM_LEVELS_MAX; guard++) {
         int lv = lsm_compact_pick(&nix, &e->policy);
         if (lv < 0 || !merge_ready(e, &nix, (size_t)lv))
@@ -882,6 +1007,16 @@ static void compactor_run(struct scl_engine *e, struct flush_job *j)
     lsm_index_init(&mine);
     if (!err)
         err = lsm_index_clone(&nix, &mine);
+    uint64_t index_seq = e->chain.seq;
+    uint8_t *ck = NULL;
+    size_t ck_size = 0;
+    uint8_t ck_hash[HASH_SIZE];
+    if (!err) {
+        psl_err cerr = checkpoint_seal(e, &nix, hash, &ck, &ck_size, ck_hash);
+        if (cerr)
+            LOG_WARN("scl", "msg=\"no checkpoint notice for this index\" err=%s",
+                     psl_err_name(cerr));
+    }
     pthread_mutex_lock(&e->mu);
     if (err) {
         e->compact_broken = true;
@@ -889,12 +1024,18 @@ static void compactor_run(struct scl_engine *e, struct flush_job *j)
         LOG_ERROR("scl", "msg=\"compaction stopped\" err=%s", psl_err_name(err));
         free(buf);
     } else {
-        own_lamport_set(e, e->chain.seq, lamport);
+        own_lamport_set(e, index_seq, lamport);
         e->held = buf;
         e->held_size = size;
-        e->held_seq = e->chain.seq;
-        e->held_after = e->chain.seq - 1;
+        e->held_seq = index_seq;
+        e->held_after = index_seq - 1;
         memcpy(e->held_hash, hash, HASH_SIZE);
+        if (ck) {
+            e->held_ck = ck;
+            e->held_ck_size = ck_size;
+            e->held_ck_seq = index_seq + 1;
+            memcpy(e->held_ck_hash, ck_hash, HASH_SIZE);
+        }
         e->st.lsm_flushes++;
         e->st.lsm_record_bytes += size;
         index_adopt(e, &mine);
@@ -1093,7 +1234,10 @@ psl_err scl_create(struct scl_engine **out, const struct scl_config *cfg, struct
     pthread_mutex_init(&e->seal_mu, NULL);
     queue_ctrl(e, REC_CERT, 0);
     /* A compactor must continue from the newest index, never start a new lineage. */
-    if (c->checkpoint_recovery || e->compactor)
+    /* In a collecting capsule the log below the newest checkpoint may be gone from the servers:
+     * a full replay from seq 1 would stop at the first collected record, so every engine joins
+     * from the checkpoint. */
+    if (c->checkpoint_recovery || e->compactor || e->meta.retention == RETENTION_COLLECT_COVERED)
         e->recov = RECOV_HEADS;
     /* Joining: learn every writer's head from the servers and catch up (DESIGN §5.6). */
     emit_request(e, REQ_GET_HEADS, NULL, 0, 0, NULL);
@@ -1154,6 +1298,7 @@ void scl_destroy(struct scl_engine *e)
         staged_unlink(e, &e->staged);
     free(e->wants);
     free(e->held);
+    free(e->held_ck);
     free(e->own_lamport);
     lsm_reader_deinit(&e->rd);
     if (e->compactor)
@@ -1388,7 +1533,7 @@ psl_err scl_actor_step(struct scl_engine *e)
     pthread_mutex_lock(&e->seal_mu);
     pthread_mutex_lock(&e->mu);
     /* A held index (its blocks are not durable yet) must be the next record anyone sees. */
-    if (e->held || e->unacked_bytes > e->cfg.unacked_bytes_max) {
+    if (e->held || e->held_ck || e->unacked_bytes > e->cfg.unacked_bytes_max) {
         pthread_mutex_unlock(&e->mu);
         pthread_mutex_unlock(&e->seal_mu);
         return PSL_ERR_BUSY;
@@ -1620,6 +1765,49 @@ static void on_epoch_record(struct scl_engine *e, struct peer *p, const struct r
     memcpy(e->sync_pending_hash, v->hash, HASH_SIZE);
 }
 
+/* Collecting capsules only: servers drop a writer's records below its head in a checkpoint, so
+ * a writer we hold only up to below its head in the adopted index (we were partitioned, or lost
+ * records) could never be filled from the log. It continues from the head there, as a joining
+ * engine would: the index holds those operations, and gets consult the tree (partial). Records
+ * we hold past the head stay (the window shifts). A record we hold at the head seq with another
+ * hash is a disagreement to leave to the fork logic: that writer is not moved (caller holds mu). */
+static void rebase_on_index(struct scl_engine *e)
+{
+    if (e->compactor || e->recov || e->meta.retention != RETENTION_COLLECT_COVERED)
+        return;
+    bool moved = false;
+    for (size_t i = 0; i < e->ix.head_count; i++) {
+        const struct lsm_index_head *h = &e->ix.heads[i];
+        struct peer *p = peer_find(e, h->writer);
+        if (!p || p->forked || !p->has_cert || p->contiguous >= h->seq)
+            continue;
+        const struct seen *at = seen_at(p, h->seq, false);
+        if (at && at->known && memcmp(at->hash, h->hash, HASH_SIZE) != 0)
+            continue;
+        uint64_t shift = h->seq - p->base;
+        if (shift >= p->seen_cap) {
+            if (p->seen_cap)
+                memset(p->seen, 0, p->seen_cap * sizeof *p->seen);
+        } else {
+            size_t sh = (size_t)shift;
+            memmove(p->seen, p->seen + sh, (p->seen_cap - sh) * sizeof *p->seen);
+            memset(p->seen + (p->seen_cap - sh), 0, sh * sizeof *p->seen);
+        }
+        p->base = p->contiguous = h->seq;
+        memcpy(p->base_hash, h->hash, HASH_SIZE);
+        p->base_lamport = h->lamport;
+        if (p->max_seq < h->seq)
+            p->max_seq = h->seq;
+        advance_contiguous(p);
+        moved = true;
+    }
+    if (moved) {
+        e->partial = true;
+        if (lsm_index_lamport_max(&e->ix) >= e->clock)
+            e->clock = lsm_index_lamport_max(&e->ix) + 1;
+    }
+}
+
 /* Decrypts (DATA) and applies a verified record (caller holds mu). Returns a verification error
  * when the payload does not decrypt or decode; nothing is applied then. */
 static psl_err apply_record(struct scl_engine *e, struct peer *p, const struct record_view *v)
@@ -1676,6 +1864,7 @@ static psl_err apply_record(struct scl_engine *e, struct peer *p, const struct r
             e->st.rejected_by[err]++;
         } else {
             index_adopt(e, &nix);
+            rebase_on_index(e);
             evict_covered(e);
         }
     } else if (v->h.type == REC_EOE || v->h.type == REC_SYNC) {

@@ -36,6 +36,7 @@ struct pending {
 struct store {
     MDB_env *env;
     MDB_dbi dbi_meta, dbi_rec, dbi_idx, dbi_head;
+    MDB_dbi dbi_gc; /* collection state (store_collect) */
     pthread_t committer;
     pthread_mutex_t mu; /* guards the fields below */
     pthread_cond_t cv;
@@ -354,7 +355,8 @@ psl_err store_open(struct store **out, const struct store_config *cfg)
     if ((rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->dbi_meta)) ||
         (rc = mdb_dbi_open(txn, "rec", MDB_CREATE, &s->dbi_rec)) ||
         (rc = mdb_dbi_open(txn, "idx", MDB_CREATE | MDB_DUPSORT, &s->dbi_idx)) ||
-        (rc = mdb_dbi_open(txn, "head", MDB_CREATE, &s->dbi_head))) {
+        (rc = mdb_dbi_open(txn, "head", MDB_CREATE, &s->dbi_head)) ||
+        (rc = mdb_dbi_open(txn, "gc", MDB_CREATE, &s->dbi_gc))) {
         mdb_txn_abort(txn);
         goto out_env;
     }
@@ -601,4 +603,289 @@ uint64_t store_commit_quantile_ns(const struct store_stats *st, double q)
             return (uint64_t)((double)(1ull << i) * 1.414 * 1000.0);
     }
     return (1ull << 31) * 1000u;
+}
+
+/* ---- collection (store.h; docs/capsuledb.md "Collection") ----
+ * Everything below runs in one write transaction per checkpoint, so a crash leaves either the
+ * old state or the new one: records dropped, horizons raised, heads rebased and the checkpoint
+ * marked applied together. */
+
+#define GC_STATE_SIZE   (8 + 2 * HASH_SIZE + 8 + 8)
+#define GC_HORIZON_SIZE (8 + HASH_SIZE)
+
+static void gc_state_decode(struct store_gc_state *g, const MDB_val *v)
+{
+    const uint8_t *p = v->mv_data;
+    g->generation = get_le64(p);
+    memcpy(g->record_hash, p + 8, HASH_SIZE);
+    memcpy(g->compactor, p + 8 + HASH_SIZE, HASH_SIZE);
+    g->records = get_le64(p + 8 + 2 * HASH_SIZE);
+    g->bytes = get_le64(p + 16 + 2 * HASH_SIZE);
+}
+
+static int gc_state_read(MDB_txn *txn, const struct store *s, const uint8_t capsule[HASH_SIZE],
+                         struct store_gc_state *g)
+{
+    MDB_val key = {HASH_SIZE, (void *)capsule}, val;
+    int rc = mdb_get(txn, s->dbi_gc, &key, &val);
+    if (rc == 0) {
+        if (val.mv_size != GC_STATE_SIZE)
+            return MDB_CORRUPTED;
+        gc_state_decode(g, &val);
+    }
+    return rc;
+}
+
+static int horizon_read(MDB_txn *txn, const struct store *s, const uint8_t capsule[HASH_SIZE],
+                        const uint8_t writer[HASH_SIZE], uint64_t *horizon)
+{
+    uint8_t k[HEAD_KEY_SIZE];
+    memcpy(k, capsule, HASH_SIZE);
+    memcpy(k + HASH_SIZE, writer, HASH_SIZE);
+    MDB_val key = {HEAD_KEY_SIZE, k}, val;
+    int rc = mdb_get(txn, s->dbi_gc, &key, &val);
+    *horizon = 0;
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc == 0 && val.mv_size != GC_HORIZON_SIZE)
+        return MDB_CORRUPTED;
+    if (rc == 0)
+        *horizon = get_le64(val.mv_data);
+    return rc;
+}
+
+/* A (seq, hash) pair of the idx database, listed before deletion. */
+struct gc_victim {
+    uint64_t seq;
+    uint8_t hash[HASH_SIZE];
+};
+
+/* Drops what cp allows of one writer's records below head->seq. */
+static int gc_writer(MDB_txn *txn, struct store *s, const uint8_t capsule[HASH_SIZE],
+                     const struct checkpoint *cp, const struct checkpoint_head *head,
+                     struct store_collect_result *res)
+{
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, s->dbi_idx, &cur);
+    if (rc)
+        return rc;
+    struct gc_victim *v = NULL;
+    size_t n = 0, cap = 0;
+    uint8_t k[IDX_KEY_SIZE], end[IDX_KEY_SIZE];
+    idx_key(k, capsule, head->writer, 2);
+    idx_key(end, capsule, head->writer, head->seq - 1);
+    MDB_val key = {IDX_KEY_SIZE, k}, val;
+    for (rc = head->seq > 2 ? mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE) : MDB_NOTFOUND;
+         rc == 0; rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        if (key.mv_size != IDX_KEY_SIZE || memcmp(key.mv_data, end, IDX_KEY_SIZE) > 0)
+            break;
+        if (val.mv_size != HASH_SIZE) {
+            rc = MDB_CORRUPTED;
+            break;
+        }
+        MDB_val rk = {HASH_SIZE, val.mv_data}, rv;
+        if ((rc = mdb_get(txn, s->dbi_rec, &rk, &rv)) == MDB_NOTFOUND)
+            continue; /* an index entry without its record: nothing to drop */
+        if (rc)
+            break;
+        struct record_header h;
+        if (record_header_decode(&h, rv.mv_data, rv.mv_size) != PSL_OK) {
+            rc = MDB_CORRUPTED;
+            break;
+        }
+        if (!checkpoint_may_collect(cp, &h, val.mv_data))
+            continue;
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 256;
+            struct gc_victim *nv = realloc(v, ncap * sizeof *nv);
+            if (!nv) {
+                rc = ENOMEM;
+                break;
+            }
+            v = nv;
+            cap = ncap;
+        }
+        v[n].seq = h.seq;
+        memcpy(v[n].hash, val.mv_data, HASH_SIZE);
+        res->bytes += rv.mv_size;
+        n++;
+    }
+    mdb_cursor_close(cur);
+    if (rc == MDB_NOTFOUND)
+        rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        idx_key(k, capsule, head->writer, v[i].seq);
+        MDB_val ik = {IDX_KEY_SIZE, k}, iv = {HASH_SIZE, v[i].hash};
+        MDB_val rk = {HASH_SIZE, v[i].hash};
+        if ((rc = mdb_del(txn, s->dbi_idx, &ik, &iv)) == 0 &&
+            (rc = mdb_del(txn, s->dbi_rec, &rk, NULL)) == MDB_NOTFOUND)
+            rc = 0;
+    }
+    res->records += n;
+    free(v);
+    return rc;
+}
+
+/* One writer of the cut: checks, drops, raises the horizon, rebases the head. */
+static int gc_head(MDB_txn *txn, struct store *s, const uint8_t capsule[HASH_SIZE],
+                   const struct checkpoint *cp, const struct checkpoint_head *ch,
+                   struct store_collect_result *res)
+{
+    uint8_t hk[HEAD_KEY_SIZE];
+    memcpy(hk, capsule, HASH_SIZE);
+    memcpy(hk + HASH_SIZE, ch->writer, HASH_SIZE);
+    MDB_val hkey = {HEAD_KEY_SIZE, hk}, val;
+    struct store_head head;
+    memset(&head, 0, sizeof head);
+    int rc = mdb_get(txn, s->dbi_head, &hkey, &val);
+    if (rc == 0 && val.mv_size == HEAD_VAL_SIZE)
+        head_decode_val(&head, &val);
+    else if (rc && rc != MDB_NOTFOUND)
+        return rc;
+    /* A fork is evidence, and a different record at the head seq means the cut and this store
+     * disagree about the chain: keep everything of that writer. */
+    uint8_t at_head[HASH_SIZE];
+    rc = idx_first(txn, s, capsule, ch->writer, ch->seq, at_head);
+    if (rc && rc != MDB_NOTFOUND)
+        return rc;
+    bool other = rc == 0 && idx_has(txn, s, capsule, ch->writer, ch->seq, ch->hash) != 0;
+    if (head.forked || other) {
+        res->skipped++;
+        return 0;
+    }
+    res->writers++;
+    if ((rc = gc_writer(txn, s, capsule, cp, ch, res)))
+        return rc;
+    uint64_t horizon;
+    if ((rc = horizon_read(txn, s, capsule, ch->writer, &horizon)))
+        return rc;
+    if (ch->seq > horizon) {
+        uint8_t hv[GC_HORIZON_SIZE];
+        put_le64(hv, ch->seq);
+        memcpy(hv + 8, ch->hash, HASH_SIZE);
+        MDB_val gk = {HEAD_KEY_SIZE, hk}, gv = {GC_HORIZON_SIZE, hv};
+        if ((rc = mdb_put(txn, s->dbi_gc, &gk, &gv, 0)))
+            return rc;
+    }
+    if (head.contiguous >= ch->seq)
+        return 0;
+    /* Behind the cut: the checkpoint's head becomes this writer's base, and the records stored
+     * after it extend the prefix when they link to it. */
+    head.contiguous = ch->seq;
+    memcpy(head.hash, ch->hash, HASH_SIZE);
+    if (head.max_seq < ch->seq)
+        head.max_seq = ch->seq;
+    while (head.contiguous < head.max_seq) {
+        uint8_t next[HASH_SIZE], prev[HASH_SIZE];
+        rc = idx_first(txn, s, capsule, ch->writer, head.contiguous + 1, next);
+        if (rc == MDB_NOTFOUND)
+            break;
+        if (rc || (rc = stored_prev(txn, s, next, prev)))
+            return rc;
+        if (memcmp(prev, head.hash, HASH_SIZE) != 0)
+            break;
+        head.contiguous++;
+        memcpy(head.hash, next, HASH_SIZE);
+    }
+    uint8_t hv[HEAD_VAL_SIZE];
+    head_encode_val(hv, &head);
+    MDB_val hval = {HEAD_VAL_SIZE, hv};
+    if ((rc = mdb_put(txn, s->dbi_head, &hkey, &hval, 0)))
+        return rc;
+    res->rebased++;
+    return 0;
+}
+
+psl_err store_collect(struct store *s, const uint8_t capsule[HASH_SIZE],
+                      const uint8_t record_hash[HASH_SIZE], const uint8_t compactor[HASH_SIZE],
+                      const struct checkpoint *cp, struct store_collect_result *out)
+{
+    struct store_collect_result res;
+    memset(&res, 0, sizeof res);
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    if (rc)
+        return map_mdb(rc);
+    /* Retention is read from the owner-signed metadata this store holds, not from the caller. */
+    MDB_val mkey = {HASH_SIZE, (void *)capsule}, mval;
+    struct capsule_meta m;
+    if ((rc = mdb_get(txn, s->dbi_meta, &mkey, &mval)))
+        goto out_abort;
+    if (meta_decode(&m, mval.mv_data, mval.mv_size) != PSL_OK) {
+        rc = MDB_CORRUPTED;
+        goto out_abort;
+    }
+    if (m.retention != RETENTION_COLLECT_COVERED) {
+        res.outcome = STORE_COLLECT_KEEP_ALL;
+        goto out_done;
+    }
+    struct store_gc_state g;
+    memset(&g, 0, sizeof g);
+    rc = gc_state_read(txn, s, capsule, &g);
+    if (rc && rc != MDB_NOTFOUND)
+        goto out_abort;
+    if (cp->generation <= g.generation) {
+        res.outcome = STORE_COLLECT_STALE;
+        goto out_done;
+    }
+    for (size_t i = 0; i < cp->head_count; i++) {
+        struct checkpoint_head ch;
+        checkpoint_head_at(cp, i, &ch);
+        if ((rc = gc_head(txn, s, capsule, cp, &ch, &res)))
+            goto out_abort;
+    }
+    g.generation = cp->generation;
+    memcpy(g.record_hash, record_hash, HASH_SIZE);
+    memcpy(g.compactor, compactor, HASH_SIZE);
+    g.records += res.records;
+    g.bytes += res.bytes;
+    uint8_t gv[GC_STATE_SIZE];
+    put_le64(gv, g.generation);
+    memcpy(gv + 8, g.record_hash, HASH_SIZE);
+    memcpy(gv + 8 + HASH_SIZE, g.compactor, HASH_SIZE);
+    put_le64(gv + 8 + 2 * HASH_SIZE, g.records);
+    put_le64(gv + 16 + 2 * HASH_SIZE, g.bytes);
+    MDB_val gk = {HASH_SIZE, (void *)capsule}, gval = {GC_STATE_SIZE, gv};
+    if ((rc = mdb_put(txn, s->dbi_gc, &gk, &gval, 0)))
+        goto out_abort;
+    if ((rc = mdb_txn_commit(txn))) /* durable (fsync) before anyone is told */
+        return map_mdb(rc);
+    res.outcome = STORE_COLLECT_APPLIED;
+    *out = res;
+    return PSL_OK;
+out_done:
+    mdb_txn_abort(txn);
+    *out = res;
+    return PSL_OK;
+out_abort:
+    mdb_txn_abort(txn);
+    return map_mdb(rc);
+}
+
+psl_err store_gc_state_get(struct store *s, const uint8_t capsule[HASH_SIZE],
+                           struct store_gc_state *out)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+    if (rc)
+        return map_mdb(rc);
+    struct store_gc_state g;
+    rc = gc_state_read(txn, s, capsule, &g);
+    mdb_txn_abort(txn);
+    if (rc == 0)
+        *out = g;
+    return map_mdb(rc);
+}
+
+uint64_t store_horizon_get(struct store *s, const uint8_t capsule[HASH_SIZE],
+                           const uint8_t writer[HASH_SIZE])
+{
+    MDB_txn *txn;
+    if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn))
+        return 0;
+    uint64_t horizon = 0;
+    if (horizon_read(txn, s, capsule, writer, &horizon))
+        horizon = 0;
+    mdb_txn_abort(txn);
+    return horizon;
 }

@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "capsule/checkpoint.h"
 #include "capsule/record.h"
 
 struct store_config {
@@ -95,5 +96,51 @@ psl_err store_head_get(struct store *s, const uint8_t capsule[HASH_SIZE],
                        const uint8_t writer[HASH_SIZE], struct store_head *out) PSL_MUST_USE;
 
 void store_get_stats(struct store *s, struct store_stats *out);
+
+/* ---- collection (retention COLLECT_COVERED; docs/capsuledb.md "Collection") ----
+ * Database gc: capsule -> the last applied checkpoint (struct store_gc_state); capsule || writer
+ * -> that writer's collected horizon (records 1 < seq < horizon were dropped; the CERT at seq 1 and
+ * the record at the horizon stay). Heads keep their meaning: `contiguous` never goes down, and a
+ * writer whose contiguous head was below the checkpoint's cut moves up to it (the checkpoint
+ * vouches for the head hash; the next record must link to it). */
+struct store_gc_state {
+    uint64_t generation;            /* of the last applied checkpoint (0: none) */
+    uint8_t record_hash[HASH_SIZE]; /* that CHECKPOINT record */
+    uint8_t compactor[HASH_SIZE];   /* its writer */
+    uint64_t records, bytes;        /* dropped in this capsule so far */
+};
+
+enum store_collect_outcome {
+    STORE_COLLECT_APPLIED = 0,
+    STORE_COLLECT_STALE = 1,    /* generation <= the last applied one: nothing changed */
+    STORE_COLLECT_KEEP_ALL = 2, /* the capsule's retention keeps everything: nothing changed */
+};
+
+struct store_collect_result {
+    int outcome;
+    uint64_t records, bytes; /* dropped by this call */
+    uint32_t writers;        /* cut writers whose prefix was visited */
+    uint32_t skipped;        /* cut writers left alone: forked, or another record at the head */
+    uint32_t rebased;        /* cut writers whose contiguous head moved up to the cut */
+};
+
+/* Applies a verified checkpoint (the caller checked the record's signature, that its writer is a
+ * compactor, and decoded cp from its payload) to capsule: in one durable LMDB transaction, drops
+ * every stored record checkpoint_may_collect allows for the writers of the cut, raises their
+ * horizons, rebases heads below the cut, and records the checkpoint as applied. Does nothing
+ * (outcome STALE / KEEP_ALL) when cp is not newer than the last applied one or when the
+ * capsule's stored metadata says keep-all. A cut writer whose chain is forked here, or whose
+ * stored record at the head seq is not the head hash, is left alone (skipped). Errors:
+ * PSL_ERR_NOT_FOUND (no metadata stored for capsule), PSL_ERR_NOMEM, PSL_ERR_STORAGE_FULL,
+ * PSL_ERR_IO; nothing changed then. */
+psl_err store_collect(struct store *s, const uint8_t capsule[HASH_SIZE],
+                      const uint8_t record_hash[HASH_SIZE], const uint8_t compactor[HASH_SIZE],
+                      const struct checkpoint *cp, struct store_collect_result *out) PSL_MUST_USE;
+/* The last applied checkpoint of capsule; PSL_ERR_NOT_FOUND when none. */
+psl_err store_gc_state_get(struct store *s, const uint8_t capsule[HASH_SIZE],
+                           struct store_gc_state *out) PSL_MUST_USE;
+/* The collected horizon of a writer (0: nothing collected). */
+uint64_t store_horizon_get(struct store *s, const uint8_t capsule[HASH_SIZE],
+                           const uint8_t writer[HASH_SIZE]);
 
 #endif

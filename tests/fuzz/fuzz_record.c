@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "base/assert.h"
+#include "capsule/checkpoint.h"
 #include "capsule/payload.h"
 #include "capsule/record.h"
 #include "fuzz_fixture.h"
@@ -47,6 +48,12 @@ static void decode_payload(const struct fuzz_fixture *fx, uint8_t type, const ui
         err = revoke_decode(p, n, &r);
         if (!err)
             (void)revoke_verify(&r, fx->meta.name);
+        break;
+    }
+    case REC_CHECKPOINT: {
+        struct checkpoint cp;
+        err = checkpoint_decode(&cp, p, n);
+        PSL_ASSERT(err || cp.head_count <= PSL_CUT_HEADS_MAX);
         break;
     }
     default: /* RESULT, LSM_BLOCK, LSM_INDEX: opaque at this layer */

@@ -21,6 +21,7 @@
 #include "base/rng.h"
 #include "capsule/ack.h"
 #include "capsule/chain.h"
+#include "capsule/checkpoint.h"
 #include "capsule/export.h"
 #include "capsule/payload.h"
 #include "capsule/proto.h"
@@ -30,7 +31,7 @@
 #define GEN_RECORDS_MAX 48u
 #define GEN_WRITERS     (FIXTURE_WRITERS + 1) /* the fixture's, then the leader as a writer */
 #define GEN_LEADER      FIXTURE_WRITERS
-#define GEN_TARGETS_MAX 16u
+#define GEN_TARGETS_MAX 24u
 #define GEN_RNG_SEED    0x70736c2d66757aull
 
 struct gen_record {
@@ -786,6 +787,77 @@ static void gen_protos(struct gen *g)
     free(rep);
 }
 
+/* ---- CHECKPOINT payloads (fuzz_checkpoint) and one sealed CHECKPOINT record ----
+ * Written last, so that the seeds of every other target stay byte for byte what they were. */
+
+/* A checkpoint of `heads` cut heads and `live` live hashes, each named by its index big-endian
+ * (ascending, and low-entropy so that the seeds at the limits compress well). */
+static uint8_t *gen_checkpoint_bytes(size_t heads, size_t live, size_t *size)
+{
+    struct checkpoint_head *h = calloc(heads ? heads : 1, sizeof *h);
+    uint8_t(*l)[HASH_SIZE] = calloc(live ? live : 1, HASH_SIZE);
+    size_t n = checkpoint_encoded_size(heads, live);
+    uint8_t *out = malloc(n);
+    PSL_ASSERT(h && l && out);
+    for (size_t i = 0; i < heads; i++) {
+        for (unsigned b = 0; b < 4; b++)
+            h[i].writer[b] = (uint8_t)(i >> (24 - 8 * b));
+        h[i].seq = 2 + i;
+        memset(h[i].hash, 0x5a, HASH_SIZE);
+    }
+    for (size_t i = 0; i < live; i++)
+        for (unsigned b = 0; b < 4; b++)
+            l[i][b] = (uint8_t)(i >> (24 - 8 * b));
+    struct checkpoint cp = {.index_seq = 40,
+                            .generation = 7,
+                            .head_count = heads,
+                            .heads = h,
+                            .live_count = live,
+                            .live = (const uint8_t(*)[HASH_SIZE])l};
+    memset(cp.index_hash, 0xcc, HASH_SIZE);
+    struct wr w;
+    wr_init(&w, out, n);
+    gen_ok(checkpoint_encode(&cp, &w), "checkpoint");
+    free(h);
+    free(l);
+    *size = n;
+    return out;
+}
+
+static void gen_checkpoints(struct gen *g)
+{
+    size_t n;
+    uint8_t *b = gen_checkpoint_bytes(0, 0, &n);
+    gen_write(g, "checkpoint", "checkpoint-empty", b, n);
+    free(b);
+    b = gen_checkpoint_bytes(3, 5, &n);
+    gen_write(g, "checkpoint", "checkpoint-basic", b, n);
+    gen_write_cut(g, "checkpoint", "checkpoint-truncated", b, n - 1);
+    gen_write_flip(g, "checkpoint", "checkpoint-bad-version", b, n, 0, 0x02);
+    gen_write_flip(g, "checkpoint", "checkpoint-heads-unsorted", b, n, CHECKPOINT_FIXED_SIZE - 4,
+                   0x80);
+    free(b);
+    b = gen_checkpoint_bytes(PSL_CUT_HEADS_MAX, 1, &n);
+    gen_write(g, "checkpoint", "checkpoint-heads-at-limit", b, n);
+    free(b);
+    /* No seed with the live list at its limit: 2 MB is too large to commit (test_checkpoint
+     * decodes one in memory). */
+    /* Counts one past their limits (and no entries behind them). */
+    b = gen_checkpoint_bytes(0, 0, &n);
+    put_le32(b + CHECKPOINT_FIXED_SIZE - 8, PSL_CUT_HEADS_MAX + 1);
+    gen_write(g, "checkpoint", "checkpoint-heads-over-limit", b, n);
+    put_le32(b + CHECKPOINT_FIXED_SIZE - 8, 0);
+    put_le32(b + CHECKPOINT_FIXED_SIZE - 4, PSL_CHECKPOINT_BLOCKS_MAX + 1);
+    gen_write(g, "checkpoint", "checkpoint-live-over-limit", b, n);
+    free(b);
+
+    /* A sealed CHECKPOINT record of the first worker for fuzz_record. */
+    b = gen_checkpoint_bytes(2, 3, &n);
+    memcpy(gen_payload(g), b, n);
+    free(b);
+    gen_seal(g, 0, REC_CHECKPOINT, n, "checkpoint");
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -814,6 +886,7 @@ int main(int argc, char **argv)
     gen_evidence(&g);
     gen_exports(&g);
     gen_protos(&g);
+    gen_checkpoints(&g);
 
     printf("make_corpus: wrote %zu seeds (%zu bytes) under %s\n", g.files, g.bytes, g.out_dir);
     for (size_t i = 0; i < g.rec_count; i++)

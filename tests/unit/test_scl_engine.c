@@ -33,6 +33,7 @@
 #include "base/rng.h"
 #include "capsule/ack.h"
 #include "capsule/cert.h"
+#include "capsule/checkpoint.h"
 #include "capsule/payload.h"
 #include "capsule/proto.h"
 #include "capsule/record.h"
@@ -110,6 +111,7 @@ struct srv_writer {
     uint64_t max_seq;
     bool forked;
     bool dirty; /* received something since the last group commit: ACK again */
+    uint64_t horizon; /* collection: records 1 < seq < horizon were dropped */
 };
 
 /* A storage server: checks nothing beyond record_parse (and the capsule), stores records per
@@ -125,6 +127,14 @@ struct srv_model {
     uint8_t lie;
     uint8_t stale_writer[HASH_SIZE];
     uint64_t stale_max;
+    /* Collection (retention COLLECT_COVERED), as psl-capsuled does it with the same rule
+     * (checkpoint_may_collect): CHECKPOINT records of compactors newer than the last applied one
+     * drop what they cover; the applied one is sent first to range requests below a horizon. */
+    bool collect;
+    uint64_t ck_gen;
+    uint8_t *ck_rec; /* owned */
+    size_t ck_size;
+    uint64_t ck_applied, ck_stale, ck_refused, collected;
 };
 
 enum { LIE_NONE = 0, LIE_TAMPER = 1, LIE_SUBSTITUTE = 2, LIE_STALE = 3 };
@@ -268,6 +278,8 @@ static void srv_free(struct srv_model *s)
         free(s->w[w].hash);
     }
     s->nw = 0;
+    free(s->ck_rec);
+    s->ck_rec = NULL;
 }
 
 static void net_free(struct net *n)
@@ -485,6 +497,73 @@ static void srv_writer_grow(struct srv_writer *w, uint64_t seq)
     w->cap = cap;
 }
 
+/* The role in a writer's CERT record as stored (the model verifies nothing: see above). */
+static uint8_t srv_role(struct srv_writer *w)
+{
+    struct record_view v;
+    struct writer_cert c;
+    struct delegation d;
+    bool has_deleg;
+    if (w->cap < 2 || !w->rec[1] || record_parse(&v, w->rec[1], w->size[1]) != PSL_OK ||
+        certpl_decode(v.payload, v.h.payload_size, &c, &d, &has_deleg) != PSL_OK)
+        return 0;
+    return c.role;
+}
+
+/* Applies a compactor's checkpoint: the rule of psl-capsuled's store_collect. */
+static void srv_checkpoint(struct srv_model *s, const struct record_view *v)
+{
+    struct checkpoint cp;
+    if (checkpoint_decode(&cp, v->payload, v->h.payload_size) != PSL_OK) {
+        s->ck_refused++;
+        return;
+    }
+    if (cp.generation <= s->ck_gen) {
+        s->ck_stale++;
+        return;
+    }
+    s->ck_gen = cp.generation;
+    s->ck_applied++;
+    free(s->ck_rec);
+    s->ck_rec = malloc(v->raw_size);
+    assert_non_null(s->ck_rec);
+    memcpy(s->ck_rec, v->raw, v->raw_size);
+    s->ck_size = v->raw_size;
+    for (size_t i = 0; i < cp.head_count; i++) {
+        struct checkpoint_head h;
+        checkpoint_head_at(&cp, i, &h);
+        if (h.seq >= SRV_SEQ_MAX)
+            continue;
+        struct srv_writer *w = srv_writer_of(s, h.writer, true);
+        if (!w || w->forked)
+            continue;
+        srv_writer_grow(w, h.seq);
+        if (w->rec[h.seq] && memcmp(w->hash[h.seq], h.hash, HASH_SIZE) != 0)
+            continue;
+        for (uint64_t q = 2; q < h.seq; q++) {
+            struct record_header rh;
+            if (!w->rec[q] || record_header_decode(&rh, w->rec[q], w->size[q]) != PSL_OK ||
+                !checkpoint_may_collect(&cp, &rh, w->hash[q]))
+                continue;
+            free(w->rec[q]);
+            w->rec[q] = NULL;
+            s->collected++;
+        }
+        if (h.seq > w->horizon)
+            w->horizon = h.seq;
+        if (w->contiguous < h.seq) { /* behind: the cut is the base */
+            w->contiguous = h.seq;
+            memcpy(w->hash[h.seq], h.hash, HASH_SIZE);
+            if (w->max_seq < h.seq)
+                w->max_seq = h.seq;
+            while (w->contiguous + 1 < w->cap && w->rec[w->contiguous + 1] &&
+                   memcmp(w->rec[w->contiguous + 1] + RECORD_OFFSET_PREV, w->hash[w->contiguous],
+                          HASH_SIZE) == 0)
+                w->contiguous++;
+        }
+    }
+}
+
 static void srv_on_record(struct net *n, struct srv_model *s, const uint8_t *data, size_t size)
 {
     if (s->down)
@@ -497,6 +576,17 @@ static void srv_on_record(struct net *n, struct srv_model *s, const uint8_t *dat
     struct srv_writer *w = srv_writer_of(s, v.h.writer, true);
     if (!w)
         return;
+    if (s->collect && v.h.seq > 1 && v.h.seq < w->horizon) {
+        w->dirty = true; /* covered: acknowledged, not stored again */
+        return;
+    }
+    if (s->collect && v.h.type == REC_CHECKPOINT) {
+        if (srv_role(w) != ROLE_COMPACTOR) {
+            s->ck_refused++; /* not stored, changes nothing */
+            return;
+        }
+        srv_checkpoint(s, &v);
+    }
     srv_writer_grow(w, v.h.seq);
     size_t seq = (size_t)v.h.seq;
     w->dirty = true; /* a re-sent record is acknowledged again */
@@ -644,6 +734,9 @@ static void srv_on_request(struct net *n, size_t si, size_t from, const uint8_t 
     case REQ_GET_RANGE: {
         struct srv_writer *w = srv_writer_of(s, q.writer, false);
         bool hide = s->lie == LIE_STALE && w && memcmp(w->id, s->stale_writer, HASH_SIZE) == 0;
+        uint64_t lo = q.from < 2 ? 2 : q.from;
+        if (w && s->ck_rec && lo <= q.to && lo < w->horizon)
+            rb_add_record(n, si, from, &q, &b, s->ck_rec, s->ck_size);
         for (uint64_t seq = q.from; w && seq <= q.to && seq < w->cap; seq++)
             if (w->rec[seq] && !(hide && seq > s->stale_max))
                 rb_add_record(n, si, from, &q, &b, w->rec[seq], w->size[seq]);
@@ -2842,10 +2935,22 @@ static void cdb_wait_ready(struct cdb_world *c, size_t i)
     assert_true(scl_is_ready(c->n->e[i]));
 }
 
+/* Re-signs the fixture capsule with another retention (a new name; engines certified after). */
+static void fx_set_retention(struct fx *f, uint8_t retention)
+{
+    if (f->meta.retention == retention)
+        return;
+    f->meta.retention = retention;
+    assert_int_equal(meta_sign(&f->meta, &f->owner), PSL_OK);
+    assert_int_equal(meta_encode(&f->meta, f->meta_enc, sizeof f->meta_enc, &f->meta_size), PSL_OK);
+}
+
 static void cdb_init(struct cdb_world *c, struct fx *f, uint64_t seed, size_t memtable_bytes_max)
 {
     memset(c, 0, sizeof *c);
     c->n = net_new(f, seed);
+    for (size_t i = 0; i < FX_SERVERS; i++)
+        c->n->s[i].collect = f->meta.retention == RETENTION_COLLECT_COVERED;
     lsm_policy_default(&c->pol);
     c->pol.block_target_size = 512;
     c->pol.level0_runs_max = 2;
@@ -3047,6 +3152,186 @@ static void test_cdb_adversary(void **state)
     cdb_deinit(&c);
 }
 
+/* ---- collection (issue 7): storage servers drop what a compactor's checkpoint covers ---- */
+
+/* Records of this type a server holds. */
+static size_t srv_count(const struct srv_model *s, uint8_t type)
+{
+    size_t k = 0;
+    for (size_t w = 0; w < s->nw; w++)
+        for (size_t q = 1; q < s->w[w].cap; q++)
+            k += s->w[w].rec[q] && s->w[w].rec[q][5] == type;
+    return k;
+}
+
+/* Distinct records of this type the engines published (re-sends counted once). */
+static size_t log_unique(const struct net *n, uint8_t type)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n->logn; i++) {
+        if (n->log[i].type != type)
+            continue;
+        bool first = true;
+        for (size_t j = 0; j < i && first; j++)
+            first = !(n->log[j].engine == n->log[i].engine && n->log[j].seq == n->log[i].seq);
+        k += first;
+    }
+    return k;
+}
+
+static void cdb_expect_every_key(struct cdb_world *c, size_t i)
+{
+    for (unsigned k = 0; k < CDB_KEYS; k++)
+        cdb_expect(c, i, k);
+}
+
+/* Delivers a record to every server (as if published). */
+static void srv_inject_all(struct net *n, const uint8_t *rec, size_t size)
+{
+    for (size_t si = 0; si < FX_SERVERS; si++)
+        srv_on_record(n, &n->s[si], rec, size);
+}
+
+/* Workers, a coordinator and a compactor over several epochs with restarts, then two joining
+ * workers (one configured without checkpoint recovery). Returns the world for more checks. */
+static void cdb_collect_run(struct cdb_world *c, struct fx *f, uint8_t retention, uint64_t seed,
+                            size_t *written, size_t *held_max)
+{
+    fx_set_retention(f, retention);
+    cdb_init(c, f, seed, 3000);
+    for (unsigned step = 1; step <= 90; step++) {
+        size_t i = c->w[net_below(c->n, CDB_WORKERS)];
+        cdb_ops(c, i, 1 + (unsigned)net_below(c->n, 12));
+        net_rounds(c->n, 8);
+        if (step % 30 == 10) {
+            unsigned wi = (unsigned)net_below(c->n, CDB_WORKERS);
+            c->w[wi] = cdb_restart(c, c->w[wi], ROLE_WORKER, &c->wcfg);
+        }
+        if (step == 45)
+            c->comp = cdb_restart(c, c->comp, ROLE_COMPACTOR, &c->ccfg);
+    }
+    cdb_check_all(c);
+    net_rounds(c->n, 60); /* the last epochs' indexes and notices land */
+    *written = log_unique(c->n, REC_DATA);
+    *held_max = 0;
+    for (size_t si = 0; si < FX_SERVERS; si++) {
+        size_t held = srv_count(&c->n->s[si], REC_DATA);
+        if (held > *held_max)
+            *held_max = held;
+    }
+    struct scl_stats cst = stats_of(c->n->e[c->comp]);
+    print_message("collect(%s): DATA written %zu, most held by a server %zu; notices %zu, "
+                  "applied %" PRIu64 ", collected %" PRIu64 " records; index gen %" PRIu64 "\n",
+                  retention ? "collect" : "keep-all", *written, *held_max,
+                  log_unique(c->n, REC_CHECKPOINT), c->n->s[0].ck_applied, c->n->s[0].collected,
+                  cst.lsm_generation);
+    assert_int_equal(cst.lsm_flush_skipped, 0);
+    assert_true(log_unique(c->n, REC_CHECKPOINT) > 3); /* a notice per index, either way */
+
+    /* A new worker joins and reads every key as the reference says; so does one configured for
+     * a full replay (a collecting capsule makes it join from the checkpoint). */
+    size_t j = net_add_engine(c->n, c->next_seed++, ROLE_WORKER, &c->wcfg);
+    cdb_wait_ready(c, j);
+    cdb_expect_every_key(c, j);
+    assert_true(stats_of(c->n->e[j]).recovery_index_generation > 0);
+    struct scl_config full = c->wcfg;
+    full.checkpoint_recovery = false;
+    size_t k = net_add_engine(c->n, c->next_seed++, ROLE_WORKER, &full);
+    cdb_wait_ready(c, k);
+    net_rounds(c->n, 60); /* a full replay answers at once (from what it has): let it catch up */
+    cdb_expect_every_key(c, k);
+    assert_true((stats_of(c->n->e[k]).recovery_index_generation > 0) ==
+                (retention == RETENTION_COLLECT_COVERED));
+    c->w[0] = j;
+    c->w[1] = k;
+    cdb_check_all(c);
+}
+
+static void test_cdb_collect(void **state)
+{
+    struct fx *f = *state;
+    struct cdb_world c;
+    size_t written, held;
+    cdb_collect_run(&c, f, RETENTION_COLLECT_COVERED, 7101, &written, &held);
+    struct net *n = c.n;
+    /* The servers hold a small fraction of the log: at most a few records per writer past its
+     * head in the newest checkpoint. */
+    assert_true(written >= 100);
+    assert_true(held * 4 < written);
+    for (size_t si = 0; si < FX_SERVERS; si++) {
+        assert_true(n->s[si].ck_applied > 3);
+        assert_true(n->s[si].collected > written / 2);
+        assert_int_equal(n->s[si].ck_refused, 0);
+    }
+
+    /* A CHECKPOINT signed by a worker, claiming a huge generation and far heads: refused,
+     * nothing collected, nothing stored. */
+    size_t before_collected = n->s[0].collected, before_data = srv_count(&n->s[0], REC_DATA);
+    uint64_t before_gen = n->s[0].ck_gen;
+    size_t wi = c.w[2];
+    struct fx_writer u = {.by_leader = false};
+    u.keys = n->clone[wi];
+    u.cert = n->cert[wi];
+    u.chain.seq = log_last_seq(n, wi);
+    memcpy(u.chain.capsule, f->meta.name, HASH_SIZE);
+    memcpy(u.chain.head, log_find(n, wi, u.chain.seq)->hash, HASH_SIZE);
+    struct checkpoint_head h[1];
+    memcpy(h[0].writer, n->cert[c.w[0]].writer_id, HASH_SIZE);
+    h[0].seq = log_last_seq(n, c.w[0]);
+    memcpy(h[0].hash, log_find(n, c.w[0], h[0].seq)->hash, HASH_SIZE);
+    struct checkpoint cp = {
+        .index_seq = 2, .generation = before_gen + 1000, .head_count = 1, .heads = h};
+    uint8_t pl[512];
+    struct wr w;
+    wr_init(&w, pl, sizeof pl);
+    assert_int_equal(checkpoint_encode(&cp, &w), PSL_OK);
+    size_t size;
+    uint8_t *rec = fx_seal(&u, REC_CHECKPOINT, pl, w.pos, &size, NULL);
+    srv_inject_all(n, rec, size);
+    free(rec);
+    for (size_t si = 0; si < FX_SERVERS; si++) {
+        assert_int_equal(n->s[si].ck_refused, 1);
+        assert_true(n->s[si].ck_gen == before_gen);
+    }
+    assert_int_equal(n->s[0].collected, before_collected);
+    assert_int_equal(srv_count(&n->s[0], REC_DATA), before_data);
+
+    /* A stale notice, properly signed by the compactor (generation 1): nothing more collected. */
+    size_t ci = c.comp;
+    struct fx_writer comp = {.by_leader = false};
+    comp.keys = n->clone[ci];
+    comp.cert = n->cert[ci];
+    comp.chain.seq = log_last_seq(n, ci) + 1; /* past its chain: the model checks no link */
+    memcpy(comp.chain.capsule, f->meta.name, HASH_SIZE);
+    memset(comp.chain.head, 0x77, HASH_SIZE);
+    cp.generation = 1;
+    cp.index_seq = comp.chain.seq;
+    wr_init(&w, pl, sizeof pl);
+    assert_int_equal(checkpoint_encode(&cp, &w), PSL_OK);
+    rec = fx_seal(&comp, REC_CHECKPOINT, pl, w.pos, &size, NULL);
+    uint64_t stale0 = n->s[0].ck_stale;
+    srv_inject_all(n, rec, size);
+    free(rec);
+    assert_int_equal(n->s[0].ck_stale, stale0 + 1);
+    assert_int_equal(n->s[0].collected, before_collected);
+    assert_int_equal(srv_count(&n->s[0], REC_DATA), before_data);
+    cdb_deinit(&c);
+}
+
+static void test_cdb_keep_all(void **state)
+{
+    struct fx *f = *state;
+    struct cdb_world c;
+    size_t written, held;
+    cdb_collect_run(&c, f, RETENTION_KEEP_ALL, 7101, &written, &held);
+    for (size_t si = 0; si < FX_SERVERS; si++) {
+        assert_int_equal(srv_count(&c.n->s[si], REC_DATA), log_unique(c.n, REC_DATA));
+        assert_true(srv_count(&c.n->s[si], REC_CHECKPOINT) > 3); /* notices kept, not acted on */
+        assert_int_equal(c.n->s[si].collected, 0);
+    }
+    cdb_deinit(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -3083,6 +3368,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cdb_differential, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cdb_adversary, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cdb_collect, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cdb_keep_all, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

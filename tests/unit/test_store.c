@@ -1098,6 +1098,262 @@ static void test_store_open_errors(void **state)
     store_close(NULL);
 }
 
+/* ---- collection (store_collect) ---- */
+
+static int head_cmp(const void *a, const void *b)
+{
+    return memcmp(((const struct checkpoint_head *)a)->writer,
+                  ((const struct checkpoint_head *)b)->writer, HASH_SIZE);
+}
+
+/* Encodes heads (sorted here) and live hashes (ascending already) as a checkpoint of generation
+ * gen and decodes it into *cp, which points into *buf (free it after). */
+static void make_cp(struct checkpoint *cp, uint8_t **buf, uint64_t gen, struct checkpoint_head *h,
+                    size_t nh, const uint8_t (*live)[HASH_SIZE], size_t nl)
+{
+    qsort(h, nh, sizeof *h, head_cmp);
+    struct checkpoint in = {.index_seq = 50,
+                            .generation = gen,
+                            .head_count = nh,
+                            .heads = h,
+                            .live_count = nl,
+                            .live = live};
+    memset(in.index_hash, 0xee, HASH_SIZE);
+    size_t n = checkpoint_encoded_size(nh, nl);
+    *buf = malloc(n);
+    assert_non_null(*buf);
+    struct wr w;
+    wr_init(&w, *buf, n);
+    assert_int_equal(checkpoint_encode(&in, &w), PSL_OK);
+    assert_int_equal(checkpoint_decode(cp, *buf, n), PSL_OK);
+}
+
+static void set_head(struct checkpoint_head *h, const uint8_t writer[HASH_SIZE], uint64_t seq,
+                     const uint8_t hash[HASH_SIZE])
+{
+    memcpy(h->writer, writer, HASH_SIZE);
+    h->seq = seq;
+    memcpy(h->hash, hash, HASH_SIZE);
+}
+
+/* The seqs of a writer's stored records, in order, as a bit mask (seq < 64). */
+static uint64_t stored_seqs(struct store *st, const uint8_t capsule[HASH_SIZE],
+                            const uint8_t writer[HASH_SIZE])
+{
+    struct collect c = {0};
+    assert_int_equal(store_range(st, capsule, writer, 1, 63, collect_fn, &c), PSL_OK);
+    uint64_t mask = 0;
+    for (size_t i = 0; i < c.n && i < COLLECT_MAX; i++)
+        mask |= 1ull << get_le64(c.data[i] + RECORD_OFFSET_SEQ);
+    collect_free(&c);
+    return mask;
+}
+
+#define SEQS(...) seqs_mask((const unsigned[]){__VA_ARGS__, 0})
+static uint64_t seqs_mask(const unsigned *s)
+{
+    uint64_t m = 0;
+    for (; *s; s++)
+        m |= 1ull << *s;
+    return m;
+}
+
+/* Switches the fixture to a capsule of the given retention (new name: chains restart). */
+static void fx_retention(struct fx *f, uint8_t retention)
+{
+    f->meta.retention = retention;
+    assert_int_equal(meta_sign(&f->meta, &f->owner), PSL_OK);
+    assert_int_equal(meta_encode(&f->meta, f->meta_enc, sizeof f->meta_enc, &f->meta_size), PSL_OK);
+    for (unsigned i = 0; i < FX_WRITERS; i++)
+        record_chain_init(&f->w[i].chain, f->meta.name);
+}
+
+/* The records of the collection tests: W0 = CERT, DATA x4, RESULT, DATA x4 (seq 1..10);
+ * W1 = CERT, LSM_BLOCK x4 (1..5); COORD = CERT, DATA x2 (1..3); LEADER = CERT, DATA x4 (1..5),
+ * of which only seq 5 is appended (this store was behind on that writer). */
+struct gc_world {
+    struct recset w0a, w0b, w1, co, ld;
+    uint8_t *result;
+    size_t result_size;
+    uint8_t result_hash[HASH_SIZE];
+};
+
+static void gc_world_make(struct gc_world *g, struct fx *f, struct store *st)
+{
+    recset_make(&g->w0a, f, FX_W0, 5, 0);
+    g->result =
+        fx_seal(&f->w[FX_W0], REC_RESULT, "sealed-result", 13, &g->result_size, g->result_hash);
+    recset_make(&g->w0b, f, FX_W0, 4, 0);
+    recset_make(&g->w1, f, FX_W1, 5, 300);
+    recset_make(&g->co, f, FX_COORD, 3, 0);
+    recset_make(&g->ld, f, FX_LEADER, 5, 0);
+    for (size_t i = 0; i < g->w0a.n; i++)
+        assert_int_equal(append_sync(st, g->w0a.data[i], g->w0a.size[i]), PSL_OK);
+    assert_int_equal(append_sync(st, g->result, g->result_size), PSL_OK);
+    for (size_t i = 0; i < g->w0b.n; i++)
+        assert_int_equal(append_sync(st, g->w0b.data[i], g->w0b.size[i]), PSL_OK);
+    for (size_t i = 0; i < g->w1.n; i++)
+        assert_int_equal(append_sync(st, g->w1.data[i], g->w1.size[i]), PSL_OK);
+    for (size_t i = 0; i < g->co.n; i++)
+        assert_int_equal(append_sync(st, g->co.data[i], g->co.size[i]), PSL_OK);
+    assert_int_equal(append_sync(st, g->ld.data[4], g->ld.size[4]), PSL_OK);
+}
+
+static void gc_world_free(struct gc_world *g)
+{
+    recset_free(&g->w0a);
+    recset_free(&g->w0b);
+    recset_free(&g->w1);
+    recset_free(&g->co);
+    recset_free(&g->ld);
+    free(g->result);
+}
+
+/* A checkpoint of generation gen over the world: W0 at w0_head (7..10), W1 at 5 with its block
+ * at seq 3 live, COORD at 3 with hash coord_hash, LEADER at 4. */
+static void gc_world_cp(struct gc_world *g, struct fx *f, uint64_t gen, uint64_t w0_head,
+                        const uint8_t *coord_hash, struct checkpoint *cp, uint8_t **buf)
+{
+    struct checkpoint_head h[4];
+    set_head(&h[0], f->w[FX_W0].keys.writer_id, w0_head, g->w0b.hash[w0_head - 7]);
+    set_head(&h[1], f->w[FX_W1].keys.writer_id, 5, g->w1.hash[4]);
+    set_head(&h[2], f->w[FX_COORD].keys.writer_id, 3, coord_hash);
+    set_head(&h[3], f->w[FX_LEADER].keys.writer_id, 4, g->ld.hash[3]);
+    make_cp(cp, buf, gen, h, 4, (const uint8_t(*)[HASH_SIZE]) & g->w1.hash[2], 1);
+}
+
+static void test_store_collect(void **state)
+{
+    struct tstate *t = *state;
+    struct fx *f = &t->fx;
+    fx_retention(f, RETENTION_COLLECT_COVERED);
+    const uint8_t *cap = f->meta.name;
+    const uint8_t *w0 = f->w[FX_W0].keys.writer_id, *w1 = f->w[FX_W1].keys.writer_id;
+    const uint8_t *co = f->w[FX_COORD].keys.writer_id, *ld = f->w[FX_LEADER].keys.writer_id;
+    struct store *st = open_store(t->dir, 0, 0);
+    struct checkpoint cp;
+    uint8_t *buf;
+    uint8_t rec_hash[HASH_SIZE];
+    memset(rec_hash, 0x42, HASH_SIZE);
+    struct store_collect_result res;
+    struct gc_world g;
+    gc_world_make(&g, f, st);
+    gc_world_cp(&g, f, 3, 8, g.co.hash[2], &cp, &buf);
+
+    /* No metadata stored: refused, nothing happens. */
+    assert_int_equal(store_collect(st, cap, rec_hash, w1, &cp, &res), PSL_ERR_NOT_FOUND);
+    struct store_gc_state gs;
+    assert_int_equal(store_gc_state_get(st, cap, &gs), PSL_ERR_NOT_FOUND);
+    assert_int_equal(store_meta_put(st, cap, f->meta_enc, f->meta_size), PSL_OK);
+
+    uint64_t bytes = g.w0a.size[1] + g.w0a.size[2] + g.w0a.size[3] + g.w0a.size[4] + g.w0b.size[0] +
+                     g.w1.size[1] + g.w1.size[3] + g.co.size[1];
+    assert_int_equal(store_collect(st, cap, rec_hash, w1, &cp, &res), PSL_OK);
+    assert_int_equal(res.outcome, STORE_COLLECT_APPLIED);
+    assert_int_equal(res.records, 8);
+    assert_int_equal(res.bytes, bytes);
+    assert_int_equal(res.writers, 4);
+    assert_int_equal(res.skipped, 0);
+    assert_int_equal(res.rebased, 1); /* LEADER: the store had only seq 5 */
+
+    for (int round = 0; round < 2; round++) {
+        /* W0: the CERT, the RESULT, the head and what follows stay. */
+        assert_true(stored_seqs(st, cap, w0) == SEQS(1, 6, 8, 9, 10));
+        /* W1: the CERT, the live block and the head stay. */
+        assert_true(stored_seqs(st, cap, w1) == SEQS(1, 3, 5));
+        assert_true(stored_seqs(st, cap, co) == SEQS(1, 3)); /* head at 3: seq 2 dropped */
+        assert_false(store_has(st, g.w0a.hash[1]));
+        assert_false(store_has(st, g.w1.hash[1]));
+        assert_true(store_has(st, g.result_hash));
+        /* Heads keep their meaning; the writer this store was behind on starts at the cut. */
+        expect_head(st, cap, w0, 10, g.w0b.hash[3], 10, false);
+        expect_head(st, cap, w1, 5, g.w1.hash[4], 5, false);
+        expect_head(st, cap, ld, 5, g.ld.hash[4], 5, false); /* base 4 + the stored seq 5 */
+        assert_true(store_horizon_get(st, cap, w0) == 8);
+        assert_true(store_horizon_get(st, cap, w1) == 5);
+        assert_true(store_horizon_get(st, cap, ld) == 4);
+        uint8_t other[HASH_SIZE];
+        memset(other, 9, HASH_SIZE);
+        assert_true(store_horizon_get(st, cap, other) == 0);
+        assert_int_equal(store_gc_state_get(st, cap, &gs), PSL_OK);
+        assert_true(gs.generation == 3 && gs.records == 8 && gs.bytes == bytes);
+        assert_memory_equal(gs.record_hash, rec_hash, HASH_SIZE);
+        assert_memory_equal(gs.compactor, w1, HASH_SIZE);
+        /* Idempotent: the same checkpoint again, or an older one, changes nothing. */
+        assert_int_equal(store_collect(st, cap, rec_hash, w1, &cp, &res), PSL_OK);
+        assert_int_equal(res.outcome, STORE_COLLECT_STALE);
+        assert_int_equal(res.records, 0);
+        if (round == 0) { /* persists across a restart */
+            store_close(st);
+            st = open_store(t->dir, 0, 0);
+        }
+    }
+    free(buf);
+    gc_world_cp(&g, f, 2, 10, g.co.hash[2], &cp, &buf);
+    assert_int_equal(store_collect(st, cap, rec_hash, w1, &cp, &res), PSL_OK);
+    assert_int_equal(res.outcome, STORE_COLLECT_STALE);
+    assert_true(stored_seqs(st, cap, w0) == SEQS(1, 6, 8, 9, 10));
+    free(buf);
+
+    /* The chains go on: the next record links to the head. */
+    struct recset more;
+    recset_make(&more, f, FX_W0, 1, 0);
+    assert_int_equal(append_sync(st, more.data[0], more.size[0]), PSL_OK);
+    expect_head(st, cap, w0, 11, more.hash[0], 11, false);
+    recset_free(&more);
+
+    /* A newer checkpoint moves W0's head to 10; the coordinator's head there names a record
+     * this store does not hold at that seq: that writer is left alone. */
+    uint8_t wrong[HASH_SIZE];
+    memset(wrong, 0x13, HASH_SIZE);
+    gc_world_cp(&g, f, 4, 10, wrong, &cp, &buf);
+    assert_int_equal(store_collect(st, cap, rec_hash, w1, &cp, &res), PSL_OK);
+    assert_int_equal(res.outcome, STORE_COLLECT_APPLIED);
+    assert_int_equal(res.records, 2); /* W0 seq 8 and 9 */
+    assert_int_equal(res.skipped, 1);
+    assert_true(stored_seqs(st, cap, w0) == SEQS(1, 6, 10, 11));
+    assert_true(stored_seqs(st, cap, co) == SEQS(1, 3));
+    assert_true(store_horizon_get(st, cap, w0) == 10);
+    assert_int_equal(store_gc_state_get(st, cap, &gs), PSL_OK);
+    assert_true(gs.generation == 4 && gs.records == 10);
+    free(buf);
+    store_close(st);
+    gc_world_free(&g);
+}
+
+/* Keep-all capsules: a checkpoint changes nothing, whatever it says. */
+static void test_store_collect_keep_all(void **state)
+{
+    struct tstate *t = *state;
+    struct fx *f = &t->fx;
+    fx_retention(f, RETENTION_KEEP_ALL);
+    const uint8_t *cap = f->meta.name;
+    struct store *st = open_store(t->dir, 0, 0);
+    assert_int_equal(store_meta_put(st, cap, f->meta_enc, f->meta_size), PSL_OK);
+    struct gc_world g;
+    gc_world_make(&g, f, st);
+    struct checkpoint cp;
+    uint8_t *buf;
+    gc_world_cp(&g, f, 9, 10, g.co.hash[2], &cp, &buf);
+    uint8_t rec_hash[HASH_SIZE];
+    memset(rec_hash, 0x42, HASH_SIZE);
+    struct store_collect_result res;
+    assert_int_equal(store_collect(st, cap, rec_hash, f->w[FX_W1].keys.writer_id, &cp, &res),
+                     PSL_OK);
+    assert_int_equal(res.outcome, STORE_COLLECT_KEEP_ALL);
+    assert_int_equal(res.records, 0);
+    assert_true(stored_seqs(st, cap, f->w[FX_W0].keys.writer_id) ==
+                SEQS(1, 2, 3, 4, 5, 6, 7, 8, 9, 10));
+    assert_true(stored_seqs(st, cap, f->w[FX_W1].keys.writer_id) == SEQS(1, 2, 3, 4, 5));
+    assert_true(store_horizon_get(st, cap, f->w[FX_W0].keys.writer_id) == 0);
+    struct store_gc_state gs;
+    assert_int_equal(store_gc_state_get(st, cap, &gs), PSL_ERR_NOT_FOUND);
+    expect_head(st, cap, f->w[FX_LEADER].keys.writer_id, 0, NULL, 5, false);
+    free(buf);
+    store_close(st);
+    gc_world_free(&g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1114,6 +1370,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_store_survives_kill9, store_setup, store_teardown),
         cmocka_unit_test_setup_teardown(test_store_full, store_setup, store_teardown),
         cmocka_unit_test_setup_teardown(test_store_open_errors, store_setup, store_teardown),
+        cmocka_unit_test_setup_teardown(test_store_collect, store_setup, store_teardown),
+        cmocka_unit_test_setup_teardown(test_store_collect_keep_all, store_setup, store_teardown),
     };
     return cmocka_run_group_tests_name("store", tests, NULL, NULL);
 }
