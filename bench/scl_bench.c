@@ -18,7 +18,12 @@
  *   scl.propagation_p50_us, _p99_us   put on writer A -> value visible through scl_get on
  *                                engine B (both hosted on one bus): at low load (one probe at a
  *                                time, 1 ms apart) and at saturation (a thread puts into A as
- *                                fast as the queue admits meanwhile; bus queue 8 MiB).
+ *                                fast as the queue admits meanwhile; bus queue 8 MiB). The probe
+ *                                puts as a lambda does (scl_runner_kick_put: after a pause the
+ *                                putting thread seals), A's connection is inline
+ *                                (fabric_inproc_connect_inline: on a quiet bus the sealing
+ *                                thread delivers), and the reader spins on
+ *                                scl_applied_version, calling scl_get when it moves.
  *   scl.crypto_floor_1op_us      bare crypto on the critical path of a one-op record: Ed25519
  *                                sign + verify, AES-256-GCM seal + open, SHA-256 of the record.
  *   scl.propagation_p50.ratio_vs_crypto_floor   low-load p50 / that floor.
@@ -236,7 +241,9 @@ static void rig_start(struct rig *r, size_t batch_ops_max, bool with_reader, siz
 {
     memset(r, 0, sizeof *r);
     check(inproc_bus_create(&r->bus, bus_bytes), "inproc_bus_create");
-    check(fabric_inproc_connect(r->bus, &r->fa), "connect");
+    /* A's runner threads hold no lock a handler takes: its records may be delivered on the
+     * sealing thread when the bus is idle (fabric_inproc_connect_inline). */
+    check(fabric_inproc_connect_inline(r->bus, &r->fa), "connect");
     check(fabric_inproc_connect(r->bus, &r->fobs), "connect");
     r->a = engine_new(batch_ops_max);
     memcpy(r->cnt.writer, scl_writer_id(r->a), HASH_SIZE);
@@ -581,6 +588,7 @@ static struct prop propagate(struct rig *r, unsigned probes, unsigned gap_us, do
         else
             scl_host_kick(r->ha);
         uint64_t t1;
+        uint64_t version = scl_applied_version(r->b);
         for (;;) {
             size_t size;
             psl_err err = scl_get(r->b, k, KEY_SIZE, out, sizeof out, &size);
@@ -591,11 +599,13 @@ static struct prop propagate(struct rig *r, unsigned probes, unsigned gap_us, do
                 die("scl_get", err);
             if ((double)(t1 - t0) / 1e9 > WAIT_S)
                 die("waiting for propagation", PSL_ERR_TIMEOUT);
-            /* A reader that polls without sleeping, as a lambda polling get does: a 5 us
-             * nanosleep lasts ~45 us here, which would be measured as propagation. The pauses
-             * keep it from hammering the engine's lock. */
-            for (int i = 0; i < 32; i++)
+            /* A reader that polls without sleeping (a 5 us nanosleep lasts ~45 us here, which
+             * would be measured as propagation), and without the engine's lock until B applied
+             * something (taking it on every poll delays B's receive path, which needs it). */
+            while (scl_applied_version(r->b) == version &&
+                   (double)(clock_mono_ns() - t0) / 1e9 <= WAIT_S)
                 cpu_pause();
+            version = scl_applied_version(r->b);
         }
         lat[n] = (double)(t1 - t0) / 1e3;
         /* The newest record of A on the bus when the value became visible carried the probe

@@ -81,6 +81,12 @@ psl_err inproc_bus_create(struct inproc_bus **out, size_t queue_bytes_max) PSL_M
 /* Stops the dispatcher after the queue drains. All connections must be destroyed first. */
 void inproc_bus_destroy(struct inproc_bus *bus);
 psl_err fabric_inproc_connect(struct inproc_bus *bus, struct fabric **out) PSL_MUST_USE;
+/* The same, but a message this connection publishes while the bus is idle (nothing queued,
+ * nothing being delivered) is delivered on the publishing thread before publish returns, in
+ * the same order and one handler at a time, which saves the dispatcher's wake-up. Only for
+ * publishers that hold no lock a handler on the bus may take and that no handler waits for
+ * (the thread-mode SCL host's runner threads: src/node/scl_host.h). */
+psl_err fabric_inproc_connect_inline(struct inproc_bus *bus, struct fabric **out) PSL_MUST_USE;
 
 /* ---- NATS ---- */
 /* Connects to a nats-server (url like nats://127.0.0.1:4222); name shows in server monitoring.

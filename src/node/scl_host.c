@@ -47,7 +47,8 @@ static void on_record(void *ctx, const char *topic, const uint8_t *data, size_t 
     (void)topic;
     struct scl_host *h = ctx;
     (void)scl_on_record(h->e, data, size);
-    scl_runner_kick(h->runner); /* an EOE request or a SYNC may have queued work */
+    if (scl_has_work(h->e))
+        scl_runner_kick(h->runner); /* an EOE request, a SYNC or a gap fetch queued work */
 }
 
 static void on_ack(void *ctx, const char *topic, const uint8_t *data, size_t size)

@@ -189,6 +189,7 @@ struct scl_engine {
     struct qbuf *q_head, *q_tail;
     struct qbuf *q_spare; /* one emptied batch kept for reuse */
     _Atomic bool kick_wanted; /* a put found the queue empty (scl_wants_kick) */
+    _Atomic uint64_t applied_version; /* bumped after other writers' operations are applied */
     size_t q_ops, q_bytes;
     struct ctrl *c_head, *c_tail;
     uint8_t sync_next[HASH_SIZE]; /* SYNC adopted: the next records link to it */
@@ -1421,6 +1422,20 @@ psl_err scl_put(struct scl_engine *e, const uint8_t *key, size_t key_size, const
     return local_op(e, OP_PUT, key, key_size, value, value_size);
 }
 
+bool scl_has_work(struct scl_engine *e)
+{
+    pthread_mutex_lock(&e->mu);
+    bool work = e->c_head || e->q_head || e->jobs || e->out_head;
+    pthread_mutex_unlock(&e->mu);
+    return work;
+}
+
+uint64_t scl_applied_version(struct scl_engine *e)
+{
+    /* Acquire: pairs with the release increment in the receive path. */
+    return atomic_load_explicit(&e->applied_version, memory_order_acquire);
+}
+
 bool scl_wants_kick(struct scl_engine *e)
 {
     /* Relaxed: see local_op. */
@@ -1838,8 +1853,13 @@ static psl_err apply_record(struct scl_engine *e, struct peer *p, const struct r
             if (ops[i].lamport > high)
                 high = ops[i].lamport;
         }
-        if (!err)
+        if (!err) {
             e->st.ops_applied += count;
+            /* Release: pairs with the acquire load in scl_applied_version; a poller that sees
+             * the new version and then takes mu sees these operations (mu orders them anyway:
+             * the version only says when to look). */
+            atomic_fetch_add_explicit(&e->applied_version, 1, memory_order_release);
+        }
         struct cbuf *b = NULL;
         if (!err && e->compactor && v->h.seq > p->flushed_seq && (b = malloc(sizeof *b))) {
             *b = (struct cbuf){.next = p->cbuf, .seq = v->h.seq, .plain = plain,

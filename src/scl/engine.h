@@ -137,6 +137,15 @@ bool scl_wants_kick(struct scl_engine *e);
  * refused. put and del also answer PSL_ERR_BUSY during recovery. */
 psl_err scl_get(struct scl_engine *e, const uint8_t *key, size_t key_size, uint8_t *out,
                 size_t cap, size_t *size) PSL_MUST_USE;
+/* True when an actor has something to do: control records or operations to seal, a flush job,
+ * or actions to emit. A host that hands the engine a record need not wake the actors otherwise
+ * (a wake-up costs tens of microseconds on the delivering thread). */
+bool scl_has_work(struct scl_engine *e);
+/* A counter that grows whenever operations of other writers were applied, read without the
+ * engine's lock: a reader waiting for another worker's update can watch it and call scl_get
+ * only when it moved, instead of taking the lock on every poll (which delays the receive path
+ * that needs it). */
+uint64_t scl_applied_version(struct scl_engine *e);
 /* False while checkpoint recovery runs (the engine then neither stamps nor answers). */
 bool scl_is_ready(struct scl_engine *e);
 /* A flush ticket for every operation issued so far; scl_flush_done says when they are durable. */

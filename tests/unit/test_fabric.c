@@ -292,6 +292,23 @@ static int bus_setup(void **state)
     return 0;
 }
 
+/* The same bus with inline connections (fabric_inproc_connect_inline): every inproc test that
+ * runs on it must hold with deliveries on the publishing thread as well. */
+static int bus_setup_inline(void **state)
+{
+    struct bus_state *s = calloc(1, sizeof *s);
+    if (!s)
+        return -1;
+    if (inproc_bus_create(&s->bus, 1 << 20) != PSL_OK ||
+        fabric_inproc_connect_inline(s->bus, &s->c1) != PSL_OK ||
+        fabric_inproc_connect_inline(s->bus, &s->c2) != PSL_OK)
+        return -1;
+    for (unsigned i = 0; i < 4; i++)
+        s->rx[i] = rx_new();
+    *state = s;
+    return 0;
+}
+
 /* Connections first (their subscriptions go, handlers stop), then the bus, then receivers. */
 static int bus_teardown(void **state)
 {
@@ -380,8 +397,11 @@ static void test_inproc_unsubscribe(void **state)
     s->rx[2]->sleep_ms = 200;
     uint64_t c;
     assert_int_equal(fabric_subscribe(s->c2, "u.slow", rx_handler, s->rx[2], &c), PSL_OK);
-    publish_num(s->c1, "u.slow", 1, 8);
-    publish_num(s->c1, "u.slow", 2, 8);
+    /* From a plain connection: an inline one could run the slow handler on this thread. */
+    struct fabric *plain;
+    assert_int_equal(fabric_inproc_connect(s->bus, &plain), PSL_OK);
+    publish_num(plain, "u.slow", 1, 8);
+    publish_num(plain, "u.slow", 2, 8);
     uint64_t deadline = now_ms() + 5000;
     while (!atomic_load(&s->rx[2]->in_handler) && now_ms() < deadline)
         sleep_ms(1);
@@ -389,8 +409,9 @@ static void test_inproc_unsubscribe(void **state)
     fabric_unsubscribe(s->c2, c);
     assert_false(atomic_load(&s->rx[2]->in_handler));
     assert_int_equal(rx_count(s->rx[2]), 1);
-    assert_int_equal(fabric_flush(s->c1), PSL_OK);
+    assert_int_equal(fabric_flush(plain), PSL_OK);
     assert_int_equal(rx_count(s->rx[2]), 1);
+    fabric_destroy(plain);
 }
 
 /* A handler that publishes (and subscribes, and unsubscribes itself) on the dispatcher thread. */
@@ -469,6 +490,93 @@ static void test_inproc_flush_waits_for_delivery(void **state)
     assert_int_equal(fabric_flush(s->c2), PSL_OK);
     fabric_unsubscribe(s->c2, a);
     fabric_unsubscribe(s->c1, b);
+}
+
+/* Inline delivery: on a quiet bus the handler runs on the publishing thread before publish
+ * returns; a burst goes through the dispatcher; a handler that publishes, flushes and
+ * unsubscribes itself during an inline delivery neither deadlocks nor reorders. */
+struct inline_rx {
+    pthread_t publisher;
+    atomic_uint on_publisher, elsewhere;
+};
+
+static void inline_handler(void *ctx, const char *topic, const uint8_t *data, size_t size)
+{
+    (void)topic;
+    (void)data;
+    (void)size;
+    struct inline_rx *r = ctx;
+    if (pthread_equal(pthread_self(), r->publisher))
+        atomic_fetch_add(&r->on_publisher, 1);
+    else
+        atomic_fetch_add(&r->elsewhere, 1);
+}
+
+static void test_inproc_inline_delivery(void **state)
+{
+    struct bus_state *s = *state;
+    struct inline_rx r = {.publisher = pthread_self()};
+    atomic_init(&r.on_publisher, 0);
+    atomic_init(&r.elsewhere, 0);
+    uint64_t id;
+    assert_int_equal(fabric_subscribe(s->c2, "i.x", inline_handler, &r, &id), PSL_OK);
+    for (uint32_t i = 0; i < 20; i++) {
+        sleep_ms(1); /* quiet: more than 200 us since the last publish */
+        publish_num(s->c1, "i.x", i, 8);
+        /* delivered before publish returned, on this thread */
+        assert_int_equal(atomic_load(&r.on_publisher) + atomic_load(&r.elsewhere), i + 1);
+    }
+    assert_true(atomic_load(&r.on_publisher) >= 19); /* a preempted publisher may miss once */
+    /* A burst: only its first message can be inline; the rest queue for the dispatcher. */
+    unsigned before = atomic_load(&r.elsewhere);
+    for (uint32_t i = 0; i < 100; i++)
+        publish_num(s->c1, "i.x", 100 + i, 8);
+    assert_int_equal(fabric_flush(s->c1), PSL_OK);
+    assert_int_equal(atomic_load(&r.on_publisher) + atomic_load(&r.elsewhere), 120);
+    assert_true(atomic_load(&r.elsewhere) - before >= 99);
+    fabric_unsubscribe(s->c2, id);
+    /* A plain connection never delivers on the publishing thread. */
+    struct fabric *plain;
+    assert_int_equal(fabric_inproc_connect(s->bus, &plain), PSL_OK);
+    struct inline_rx q = {.publisher = pthread_self()};
+    atomic_init(&q.on_publisher, 0);
+    atomic_init(&q.elsewhere, 0);
+    assert_int_equal(fabric_subscribe(s->c2, "i.y", inline_handler, &q, &id), PSL_OK);
+    for (uint32_t i = 0; i < 5; i++) {
+        sleep_ms(1);
+        publish_num(plain, "i.y", i, 8);
+    }
+    assert_int_equal(fabric_flush(plain), PSL_OK);
+    assert_int_equal(atomic_load(&q.on_publisher), 0);
+    assert_int_equal(atomic_load(&q.elsewhere), 5);
+    fabric_unsubscribe(s->c2, id);
+    fabric_destroy(plain);
+}
+
+static void test_inproc_inline_reentrant(void **state)
+{
+    struct bus_state *s = *state;
+    struct reentrant *r = calloc(1, sizeof *r);
+    assert_non_null(r);
+    r->f = s->c1;
+    atomic_init(&r->calls, 0);
+    uint64_t out_id;
+    assert_int_equal(fabric_subscribe(s->c2, "r.out", rx_handler, s->rx[0], &out_id), PSL_OK);
+    assert_int_equal(fabric_subscribe(s->c1, "r.in", reentrant_handler, r, &r->self_id), PSL_OK);
+    for (uint32_t i = 0; i < 10; i++) {
+        sleep_ms(1); /* each r.in is delivered inline; its r.out queues for the dispatcher */
+        publish_num(s->c2, "r.in", i, 8);
+    }
+    assert_int_equal(fabric_flush(s->c2), PSL_OK);
+    assert_int_equal(atomic_load(&r->calls), 5);
+    assert_int_equal(r->pub_err, PSL_OK);
+    assert_int_equal(r->flush_err, PSL_OK);
+    assert_int_equal(r->sub_err, PSL_OK);
+    assert_int_equal(rx_count(s->rx[0]), 5);
+    for (uint32_t i = 0; i < 5; i++)
+        assert_int_equal(s->rx[0]->nums[i], 1000 + i);
+    fabric_unsubscribe(s->c2, out_id);
+    free(r);
 }
 
 static void test_inproc_limits(void **state)
@@ -1328,6 +1436,17 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_inproc_flush_waits_for_delivery, bus_setup,
                                         bus_teardown),
         cmocka_unit_test_setup_teardown(test_inproc_limits, bus_setup, bus_teardown),
+        cmocka_unit_test_setup_teardown(test_inproc_order_and_fanout, bus_setup_inline,
+                                        bus_teardown),
+        cmocka_unit_test_setup_teardown(test_inproc_unsubscribe, bus_setup_inline, bus_teardown),
+        cmocka_unit_test_setup_teardown(test_inproc_reentrant_handler, bus_setup_inline,
+                                        bus_teardown),
+        cmocka_unit_test_setup_teardown(test_inproc_flush_waits_for_delivery, bus_setup_inline,
+                                        bus_teardown),
+        cmocka_unit_test_setup_teardown(test_inproc_inline_delivery, bus_setup_inline,
+                                        bus_teardown),
+        cmocka_unit_test_setup_teardown(test_inproc_inline_reentrant, bus_setup_inline,
+                                        bus_teardown),
         cmocka_unit_test(test_inproc_backpressure),
         cmocka_unit_test(test_inproc_backpressure_empty_messages),
         cmocka_unit_test(test_inproc_destroy_with_queued),
