@@ -277,14 +277,14 @@ struct bus_state {
     struct rx *rx[4];
 };
 
-static int bus_setup(void **state)
+/* A bus with two connections made by connect (plain or inline) and four receivers. */
+static int bus_setup_with(void **state, psl_err (*connect)(struct inproc_bus *, struct fabric **))
 {
     struct bus_state *s = calloc(1, sizeof *s);
     if (!s)
         return -1;
-    if (inproc_bus_create(&s->bus, 1 << 20) != PSL_OK ||
-        fabric_inproc_connect(s->bus, &s->c1) != PSL_OK ||
-        fabric_inproc_connect(s->bus, &s->c2) != PSL_OK)
+    if (inproc_bus_create(&s->bus, 1 << 20) != PSL_OK || connect(s->bus, &s->c1) != PSL_OK ||
+        connect(s->bus, &s->c2) != PSL_OK)
         return -1;
     for (unsigned i = 0; i < 4; i++)
         s->rx[i] = rx_new();
@@ -292,21 +292,16 @@ static int bus_setup(void **state)
     return 0;
 }
 
+static int bus_setup(void **state)
+{
+    return bus_setup_with(state, fabric_inproc_connect);
+}
+
 /* The same bus with inline connections (fabric_inproc_connect_inline): every inproc test that
  * runs on it must hold with deliveries on the publishing thread as well. */
 static int bus_setup_inline(void **state)
 {
-    struct bus_state *s = calloc(1, sizeof *s);
-    if (!s)
-        return -1;
-    if (inproc_bus_create(&s->bus, 1 << 20) != PSL_OK ||
-        fabric_inproc_connect_inline(s->bus, &s->c1) != PSL_OK ||
-        fabric_inproc_connect_inline(s->bus, &s->c2) != PSL_OK)
-        return -1;
-    for (unsigned i = 0; i < 4; i++)
-        s->rx[i] = rx_new();
-    *state = s;
-    return 0;
+    return bus_setup_with(state, fabric_inproc_connect_inline);
 }
 
 /* Connections first (their subscriptions go, handlers stop), then the bus, then receivers. */
