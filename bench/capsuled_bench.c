@@ -727,6 +727,38 @@ static void server_stats(const struct fed *f, const char *phase, double stored0[
     }
 }
 
+/* The latency phase is about an idle system: a server that fell behind in the throughput phase
+ * (its group commits lagging the others') would still be storing that backlog, competing for
+ * the two cores. So wait, at most CATCH_UP_S, until every server has stored every record the
+ * writer has published (its stored-records counter; one writer, no forks, fresh servers), and
+ * say how long that took. */
+#define CATCH_UP_S 60.0
+static void wait_caught_up(const struct fed *f, const char *phase, uint64_t records)
+{
+    double t0 = now_s(), have[SERVERS];
+    for (;;) {
+        int behind = -1;
+        for (int i = 0; i < SERVERS; i++) {
+            have[i] = metric(f->metrics_port[i], "psl_capsuled_records_stored_total");
+            if (have[i] < (double)records && behind < 0)
+                behind = i;
+        }
+        if (behind < 0)
+            break;
+        if (now_s() - t0 > CATCH_UP_S) {
+            char why[160];
+            snprintf(why, sizeof why,
+                     "server %d stored %.0f of %" PRIu64 " records after %.0f s; the latency "
+                     "phase needs servers that have caught up",
+                     behind, have[behind], records, CATCH_UP_S);
+            die(phase, why);
+        }
+        usleep(5000);
+    }
+    printf("breakdown %s: waited %.3f s until all %d servers stored all %" PRIu64 " records\n",
+           phase, now_s() - t0, SERVERS, records);
+}
+
 int main(int argc, char **argv)
 {
     static const struct option table[] = {{"commit-window-us", required_argument, NULL, 'w'},
@@ -880,6 +912,9 @@ int main(int argc, char **argv)
             nth[k] = calloc(f.o.samples, sizeof(double));
         if (!lat || !nth[0] || !nth[1] || !nth[2])
             die("malloc", "out of memory");
+        snprintf(phase, sizeof phase, "ack_%s", size_names[s]);
+        wait_caught_up(&f, phase, w.chain.seq);
+        server_stats(&f, NULL, stored0, commits0, dup0, ae0); /* the phase counts its own */
         usleep(300000);
         cpu_take(&f, &a);
         for (unsigned i = 0; i < f.o.samples; i++) {

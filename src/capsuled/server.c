@@ -1125,7 +1125,7 @@ size_t capsuled_metrics(struct capsuled *s, char *buf, size_t cap)
          "psl_capsuled_acks_sent_total %" PRIu64 "\n", st.acks_sent);
     EMIT("# TYPE psl_capsuled_commits_total counter\n"
          "psl_capsuled_commits_total %" PRIu64 "\n", st.store.commits);
-    EMIT("# HELP psl_capsuled_commit_latency_seconds Group commit latency (commit + fsync).\n"
+    EMIT("# HELP psl_capsuled_commit_latency_seconds Group commit latency (WAL write + fdatasync + apply).\n"
          "# TYPE psl_capsuled_commit_latency_seconds summary\n"
          "psl_capsuled_commit_latency_seconds{quantile=\"0.5\"} %.6f\n"
          "psl_capsuled_commit_latency_seconds{quantile=\"0.99\"} %.6f\n"
@@ -1134,6 +1134,9 @@ size_t capsuled_metrics(struct capsuled *s, char *buf, size_t cap)
          (double)st.commit_ns_p50 / 1e9, (double)st.commit_ns_p99 / 1e9,
          (double)st.store.commit_ns_total / 1e9, st.store.commits);
     EMIT("# TYPE psl_capsuled_storage_full gauge\npsl_capsuled_storage_full %d\n", st.store.full ? 1 : 0);
+    EMIT("# TYPE psl_capsuled_wal_bytes gauge\npsl_capsuled_wal_bytes %" PRIu64 "\n", st.store.wal_bytes);
+    EMIT("# TYPE psl_capsuled_checkpoints_total counter\n"
+         "psl_capsuled_checkpoints_total %" PRIu64 "\n", st.store.checkpoints);
     EMIT("# TYPE psl_capsuled_pending_records gauge\npsl_capsuled_pending_records %" PRIu64 "\n", st.pending);
     EMIT("# TYPE psl_capsuled_requests_total counter\npsl_capsuled_requests_total %" PRIu64 "\n", st.requests);
     EMIT("# TYPE psl_capsuled_requests_refused_total counter\npsl_capsuled_requests_refused_total %" PRIu64 "\n",

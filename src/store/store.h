@@ -3,11 +3,21 @@
  * idx (capsule || writer || seq big-endian -> record hash; duplicates kept: a fork's two
  * records are both evidence), head (capsule || writer -> contiguous seq, its hash, highest seq,
  * flags).
+ * Files in the store directory: data.mdb (the main LMDB environment, every commit synced), wal
+ * (the write-ahead log) and hot.mdb (a scratch LMDB environment holding what was appended since
+ * the last checkpoint; rebuilt from the WAL at every open). One process per directory (the WAL
+ * is locked).
  * Appends go through group commit: a committer thread gathers appends for a short window (or up
- * to a byte budget), writes them in one transaction, commits (LMDB fsyncs), and only then calls
- * each append's callback. So a callback with PSL_OK means the record survives kill -9.
+ * to a byte budget), writes them to the WAL and fdatasyncs it once, applies them where reads
+ * find them, and only then calls each append's callback. So a callback with PSL_OK means the
+ * record survives kill -9 and power loss, and reads see it. Checkpoints (the WAL at 16 MiB, a
+ * second after its first frame, at close) move the scratch contents into the main environment
+ * in one synced transaction and reset the WAL; store_open replays the WAL first.
  * A full map or a full disk fails the batch with PSL_ERR_STORAGE_FULL, refuses appends while
- * full (reads keep working), and retries at most once a second until space returns.
+ * full (reads keep working), and retries at most once a second until space returns. (A full
+ * main map shows at a checkpoint; one is forced before any batch that might not fit, so the
+ * batch that does not fit is the one that fails, and what was acknowledged stays readable in
+ * the scratch environment and durable in the WAL.)
  * The store trusts its caller to have verified records (signature, certificate); it checks the
  * chain facts it owns: duplicates, forks and prev links against what it has stored. */
 #ifndef PSL_STORE_STORE_H
@@ -49,6 +59,10 @@ struct store_stats {
     uint64_t forks;
     uint64_t bad_prev;
     bool full;
+    uint64_t wal_bytes;         /* frames in the WAL since the last checkpoint */
+    uint64_t wal_replayed;      /* records replayed from the WAL when the store opened */
+    uint64_t checkpoints;
+    uint64_t checkpoint_ns_max;
     uint64_t commit_hist[32];   /* commits by latency: bucket i holds [2^i, 2^(i+1)) microseconds */
 };
 
@@ -58,7 +72,7 @@ uint64_t store_commit_quantile_ns(const struct store_stats *st, double q);
 struct store;
 
 psl_err store_open(struct store **out, const struct store_config *cfg) PSL_MUST_USE;
-/* Commits what is queued (callbacks run), then closes. */
+/* Commits what is queued (callbacks run), checkpoints, then closes. */
 void store_close(struct store *s);
 
 /* Stores capsule metadata (verified by the caller) synchronously. */
@@ -130,9 +144,12 @@ struct store_collect_result {
  * horizons, rebases heads below the cut, and records the checkpoint as applied. Does nothing
  * (outcome STALE / KEEP_ALL) when cp is not newer than the last applied one or when the
  * capsule's stored metadata says keep-all. A cut writer whose chain is forked here, or whose
- * stored record at the head seq is not the head hash, is left alone (skipped). Errors:
- * PSL_ERR_NOT_FOUND (no metadata stored for capsule), PSL_ERR_NOMEM, PSL_ERR_STORAGE_FULL,
- * PSL_ERR_IO; nothing changed then. */
+ * stored record at the head seq is not the head hash, is left alone (skipped). It runs between
+ * group commits: it first checkpoints the scratch environment into the main one (so the WAL is
+ * empty and everything stored is where the collection looks), then collects in one synced
+ * transaction. Errors: PSL_ERR_NOT_FOUND (no metadata stored for capsule), PSL_ERR_NOMEM,
+ * PSL_ERR_STORAGE_FULL (also when that checkpoint found no room), PSL_ERR_IO; nothing changed
+ * then. */
 psl_err store_collect(struct store *s, const uint8_t capsule[HASH_SIZE],
                       const uint8_t record_hash[HASH_SIZE], const uint8_t compactor[HASH_SIZE],
                       const struct checkpoint *cp, struct store_collect_result *out) PSL_MUST_USE;

@@ -1,7 +1,8 @@
 /* test_store.c: the LMDB storage engine of a capsule server (DESIGN §9), with real sealed
  * records: reads after appends, group commit, duplicates, out-of-order arrival and gaps, bad
  * prev links, forks kept as evidence, metadata, reopening, durability of every acknowledged
- * record across kill -9 of the process, and a full map (refusal, retry, recovery). Every test
+ * record across kill -9 of the process, a full map (refusal, retry, recovery), and the
+ * write-ahead log (replay after a crash, a torn tail, garbage, checkpoints). Every test
  * works in its own mkdtemp directory under /tmp, removed afterwards. */
 #include <dirent.h>
 #include <errno.h>
@@ -17,7 +18,9 @@
 
 #include "capsule_fixture.h"
 
+#include "base/bytes.h"
 #include "base/clock.h"
+#include "base/rng.h"
 #include "store/store.h"
 
 /* ---- helpers ---- */
@@ -1075,6 +1078,347 @@ static void test_store_full(void **state)
     recset_free(&r);
 }
 
+/* ---- the write-ahead log ---- */
+
+/* Opens the store in a child process, appends records [from, to) of r, waits for every
+ * callback, optionally lets a checkpoint happen (idle for longer than its interval), appends
+ * [to, to2), waits again, then ends with _exit and no store_close: a crash after the acks.
+ * Reports its stats before the exit on the pipe. */
+static _Noreturn void wal_child(const char *dir, const struct recset *r, size_t from, size_t to,
+                                bool checkpoint, size_t to2, int fd)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    struct store_config cfg = {.dir = dir, .map_size_bytes = 256u << 20};
+    struct store *st;
+    if (store_open(&st, &cfg) != PSL_OK)
+        _exit(3);
+    struct acks a;
+    acks_init(&a);
+    struct ack *slots = calloc(r->n, sizeof *slots);
+    if (!slots)
+        _exit(2);
+    for (size_t i = from; i < to2; i++) {
+        if (i == to) {
+            if (acks_wait(&a, to - from, 30000) != to - from)
+                _exit(6);
+            if (checkpoint)
+                sleep_ms(1500);
+        }
+        slots[i].all = &a;
+        struct record_view v;
+        if (record_parse(&v, r->data[i], r->size[i]) != PSL_OK ||
+            store_append(st, &v, ack_cb, &slots[i]) != PSL_OK)
+            _exit(5);
+    }
+    if (acks_wait(&a, to2 - from, 30000) != to2 - from)
+        _exit(6);
+    for (size_t i = from; i < to2; i++)
+        if (slots[i].err != PSL_OK)
+            _exit(7);
+    struct store_stats stats;
+    store_get_stats(st, &stats);
+    ssize_t w = write(fd, &stats, sizeof stats);
+    _exit(w == (ssize_t)sizeof stats ? 0 : 8);
+}
+
+/* Runs wal_child and returns its stats. */
+static struct store_stats run_wal_child(const char *dir, const struct recset *r, size_t from,
+                                        size_t to, bool checkpoint, size_t to2)
+{
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(p[0]);
+        wal_child(dir, r, from, to, checkpoint, to2, p[1]);
+    }
+    close(p[1]);
+    struct store_stats stats;
+    memset(&stats, 0, sizeof stats);
+    ssize_t got = read(p[0], &stats, sizeof stats);
+    close(p[0]);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fail_msg("the WAL child failed (status %d)", status);
+    assert_int_equal(got, sizeof stats);
+    return stats;
+}
+
+/* Offsets of the frames of the current generation in a WAL file, as store.c writes it: a
+ * 4096-byte header block (salt at bytes 8..15), then frames of a 48-byte header (magic, record
+ * size at bytes 4..7, salt at 8..15) and the record. Returns the frame count. */
+static size_t wal_frames(const char *dir, size_t *off, size_t max)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/wal", dir);
+    int fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    struct stat st;
+    assert_int_equal(fstat(fd, &st), 0);
+    size_t n = 0, pos = 4096;
+    uint8_t salt[8];
+    assert_int_equal(pread(fd, salt, sizeof salt, 8), (ssize_t)sizeof salt);
+    while (n < max && pos + 48 <= (size_t)st.st_size) {
+        uint8_t fh[48];
+        assert_int_equal(pread(fd, fh, sizeof fh, (off_t)pos), (ssize_t)sizeof fh);
+        uint32_t size = get_le32(fh + 4);
+        if (get_le32(fh) != 0x464c5350u || memcmp(fh + 8, salt, 8) != 0 || size == 0)
+            break;
+        off[n++] = pos;
+        pos += 48 + size;
+    }
+    close(fd);
+    return n;
+}
+
+static void patch_file(const char *dir, const char *name, size_t off, const void *bytes,
+                       size_t size)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    int fd = open(path, O_WRONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, bytes, size, (off_t)off), (ssize_t)size);
+    close(fd);
+}
+
+static void test_store_wal_replay_after_crash(void **state)
+{
+    struct tstate *t = *state;
+    const uint8_t *cap = t->fx.meta.name, *w = t->fx.w[FX_W0].keys.writer_id;
+    enum { N = 200 };
+    struct recset r;
+    recset_make(&r, &t->fx, FX_W0, N, 0);
+    /* The child stores every record (acknowledged) and dies before any checkpoint. */
+    struct store_stats cs = run_wal_child(t->dir, &r, 0, N, false, N);
+    assert_int_equal(cs.appends, N);
+    assert_int_equal(cs.checkpoints, 0);
+    assert_true(cs.wal_bytes > 0);
+    struct store *st = open_store(t->dir, 0, 0);
+    struct store_stats stats;
+    store_get_stats(st, &stats);
+    assert_int_equal(stats.wal_replayed, N);
+    assert_int_equal(stats.wal_bytes, 0); /* moved into the main database at open */
+    assert_int_equal(stats.appends, 0);
+    for (size_t i = 0; i < N; i++)
+        assert_true(stored_is(st, r.hash[i], r.data[i], r.size[i]));
+    expect_head(st, cap, w, N, r.hash[N - 1], N, false);
+    struct collect c = {0};
+    assert_int_equal(store_range(st, cap, w, 1, N, collect_fn, &c), PSL_OK);
+    assert_int_equal(c.n, N);
+    collect_free(&c);
+    /* Resent records are duplicates, the chain continues. */
+    assert_int_equal(append_sync(st, r.data[N - 1], r.size[N - 1]), PSL_OK);
+    store_get_stats(st, &stats);
+    assert_int_equal(stats.duplicates, 1);
+    assert_int_equal(stats.appends, 0);
+    store_close(st);
+
+    /* A crash after a checkpoint: the first part is in the main database, the second in a new
+     * WAL generation written over the start of the old one; the old frames beyond its end are
+     * not replayed (their salt is the old one). */
+    struct recset r2;
+    recset_make(&r2, &t->fx, FX_W0, 60, 0);
+    cs = run_wal_child(t->dir, &r2, 0, 50, true, 60);
+    assert_true(cs.checkpoints >= 1);
+    st = open_store(t->dir, 0, 0);
+    store_get_stats(st, &stats);
+    assert_int_equal(stats.wal_replayed, 10);
+    for (size_t i = 0; i < r2.n; i++)
+        assert_true(stored_is(st, r2.hash[i], r2.data[i], r2.size[i]));
+    expect_head(st, cap, w, N + 60, r2.hash[59], N + 60, false);
+    store_close(st);
+    recset_free(&r2);
+    recset_free(&r);
+}
+
+static void test_store_wal_torn_tail(void **state)
+{
+    struct tstate *t = *state;
+    const uint8_t *cap = t->fx.meta.name, *w = t->fx.w[FX_W1].keys.writer_id;
+    enum { N = 30 };
+    struct recset r;
+    recset_make(&r, &t->fx, FX_W1, N, 0);
+    (void)run_wal_child(t->dir, &r, 0, N, false, N);
+    size_t off[N + 1];
+    assert_int_equal(wal_frames(t->dir, off, N + 1), N);
+    /* A torn last frame: one flipped byte in the record's signature (which the record hash
+     * does not cover, so only the frame check can see it). */
+    size_t last = off[N - 1] + 48 + r.size[N - 1] - 10;
+    uint8_t b = 0x5a;
+    patch_file(t->dir, "wal", last, &b, 1);
+    struct store *st = open_store(t->dir, 0, 0);
+    struct store_stats stats;
+    store_get_stats(st, &stats);
+    assert_int_equal(stats.wal_replayed, N - 1);
+    for (size_t i = 0; i < N - 1; i++)
+        assert_true(stored_is(st, r.hash[i], r.data[i], r.size[i]));
+    assert_false(store_has(st, r.hash[N - 1]));
+    expect_head(st, cap, w, N - 1, r.hash[N - 2], N - 1, false);
+    /* The store goes on: the record that was torn is appended again. */
+    assert_int_equal(append_sync(st, r.data[N - 1], r.size[N - 1]), PSL_OK);
+    expect_head(st, cap, w, N, r.hash[N - 1], N, false);
+    store_close(st);
+
+    /* A frame cut short in the middle: the frames before it are replayed. */
+    struct recset r2;
+    recset_make(&r2, &t->fx, FX_W1, 10, 0);
+    (void)run_wal_child(t->dir, &r2, 0, 10, false, 10);
+    size_t off2[11];
+    assert_int_equal(wal_frames(t->dir, off2, 11), 10);
+    char path[128];
+    snprintf(path, sizeof path, "%s/wal", t->dir);
+    assert_int_equal(truncate(path, (off_t)(off2[7] + 48 + 100)), 0);
+    st = open_store(t->dir, 0, 0);
+    store_get_stats(st, &stats);
+    assert_int_equal(stats.wal_replayed, 7);
+    expect_head(st, cap, w, N + 7, r2.hash[6], N + 7, false);
+    assert_false(store_has(st, r2.hash[7]));
+    store_close(st);
+    recset_free(&r2);
+    recset_free(&r);
+}
+
+static void test_store_wal_garbage(void **state)
+{
+    struct tstate *t = *state;
+    const uint8_t *cap = t->fx.meta.name, *w = t->fx.w[FX_W0].keys.writer_id;
+    struct recset r;
+    recset_make(&r, &t->fx, FX_W0, 12, 0);
+    (void)run_wal_child(t->dir, &r, 0, 4, false, 4);
+    size_t off[8];
+    assert_int_equal(wal_frames(t->dir, off, 8), 4);
+    /* Frame 3 claims the largest size there is (and more than the file holds); frame 2 is
+     * intact. Then random bytes over the whole rest of the file. */
+    uint8_t huge[4] = {0xff, 0xff, 0xff, 0xff};
+    patch_file(t->dir, "wal", off[2] + 4, huge, sizeof huge);
+    uint8_t junk[65536];
+    rng_bytes(junk, sizeof junk);
+    patch_file(t->dir, "wal", off[3], junk, sizeof junk);
+    uint64_t t0 = now_ms();
+    struct store *st = open_store(t->dir, 0, 0);
+    assert_true(now_ms() - t0 < 5000);
+    struct store_stats stats;
+    store_get_stats(st, &stats);
+    assert_int_equal(stats.wal_replayed, 2);
+    expect_head(st, cap, w, 2, r.hash[1], 2, false);
+    store_close(st);
+
+    /* A size at the limit that the file does not hold, after a valid first frame. */
+    (void)run_wal_child(t->dir, &r, 2, 6, false, 6);
+    assert_int_equal(wal_frames(t->dir, off, 8), 4);
+    uint8_t at_limit[4];
+    put_le32(at_limit, PSL_RECORD_SIZE_MAX);
+    patch_file(t->dir, "wal", off[1] + 4, at_limit, sizeof at_limit);
+    st = open_store(t->dir, 0, 0);
+    store_get_stats(st, &stats);
+    assert_int_equal(stats.wal_replayed, 1);
+    expect_head(st, cap, w, 3, r.hash[2], 3, false);
+    store_close(st);
+
+    /* The whole WAL is random bytes (the header too): nothing to replay, opens cleanly and
+     * takes appends. */
+    uint8_t *big = malloc(1u << 20);
+    assert_non_null(big);
+    rng_bytes(big, 1u << 20);
+    patch_file(t->dir, "wal", 0, big, 1u << 20);
+    free(big);
+    st = open_store(t->dir, 0, 0);
+    store_get_stats(st, &stats);
+    assert_int_equal(stats.wal_replayed, 0);
+    expect_head(st, cap, w, 3, r.hash[2], 3, false);
+    for (size_t i = 3; i < 12; i++)
+        assert_int_equal(append_sync(st, r.data[i], r.size[i]), PSL_OK);
+    expect_head(st, cap, w, 12, r.hash[11], 12, false);
+    store_close(st);
+    st = open_store(t->dir, 0, 0);
+    store_get_stats(st, &stats);
+    assert_int_equal(stats.wal_replayed, 0); /* close checkpointed */
+    expect_head(st, cap, w, 12, r.hash[11], 12, false);
+    store_close(st);
+    recset_free(&r);
+}
+
+static void test_store_checkpoint(void **state)
+{
+    struct tstate *t = *state;
+    const uint8_t *cap = t->fx.meta.name, *w = t->fx.w[FX_W0].keys.writer_id;
+    enum { N = 20, BIG = 900 };
+    struct recset r;
+    recset_make(&r, &t->fx, FX_W0, N, 0);
+    struct store *st = open_store(t->dir, 0, 0);
+    for (size_t i = 0; i < N; i++)
+        assert_int_equal(append_sync(st, r.data[i], r.size[i]), PSL_OK);
+    struct store_stats stats;
+    store_get_stats(st, &stats);
+    assert_int_equal(stats.checkpoints, 0);
+    assert_true(stats.wal_bytes >= N * 48);
+    /* About a second after the first frame, the idle store checkpoints and resets the WAL. */
+    uint64_t deadline = now_ms() + 5000;
+    do {
+        sleep_ms(50);
+        store_get_stats(st, &stats);
+    } while (stats.checkpoints == 0 && now_ms() < deadline);
+    assert_int_equal(stats.checkpoints, 1);
+    assert_int_equal(stats.wal_bytes, 0);
+    for (size_t i = 0; i < N; i++)
+        assert_true(stored_is(st, r.hash[i], r.data[i], r.size[i]));
+    expect_head(st, cap, w, N, r.hash[N - 1], N, false);
+    size_t off[2];
+    assert_int_equal(wal_frames(t->dir, off, 2), 0); /* no frame of the new generation */
+
+    /* 16 MiB of frames make a checkpoint without waiting. */
+    struct recset big;
+    recset_make(&big, &t->fx, FX_W0, BIG, 20000);
+    struct acks a;
+    acks_init(&a);
+    struct ack *slots = calloc(BIG, sizeof *slots);
+    assert_non_null(slots);
+    for (size_t i = 0; i < BIG; i++) {
+        slots[i].all = &a;
+        assert_int_equal(append_async(st, big.data[i], big.size[i], &slots[i]), PSL_OK);
+    }
+    assert_int_equal(acks_wait(&a, BIG, 60000), BIG);
+    deadline = now_ms() + 900; /* well before the interval: the size is the trigger */
+    do { /* the checkpoint follows the callbacks of the batch that filled the WAL */
+        store_get_stats(st, &stats);
+        if (stats.checkpoints < 2)
+            sleep_ms(10);
+    } while (stats.checkpoints < 2 && now_ms() < deadline);
+    assert_true(stats.checkpoints >= 2);
+    assert_true(stats.wal_bytes < (16u << 20));
+    expect_head(st, cap, w, N + BIG, big.hash[BIG - 1], N + BIG, false);
+    store_close(st); /* checkpoints what is left */
+    st = open_store(t->dir, 0, 0);
+    store_get_stats(st, &stats);
+    assert_int_equal(stats.wal_replayed, 0);
+    for (size_t i = 0; i < BIG; i += 97)
+        assert_true(stored_is(st, big.hash[i], big.data[i], big.size[i]));
+    expect_head(st, cap, w, N + BIG, big.hash[BIG - 1], N + BIG, false);
+    store_close(st);
+    acks_deinit(&a);
+    free(slots);
+    recset_free(&big);
+    recset_free(&r);
+}
+
+/* A second store on the same directory is refused while the first is open. */
+static void test_store_one_process(void **state)
+{
+    struct tstate *t = *state;
+    struct store *st = open_store(t->dir, 0, 0);
+    struct store_config cfg = {.dir = t->dir};
+    struct store *again = NULL;
+    assert_int_equal(store_open(&again, &cfg), PSL_ERR_IO);
+    assert_null(again);
+    store_close(st);
+    st = open_store(t->dir, 0, 0);
+    store_close(st);
+}
+
 static void test_store_open_errors(void **state)
 {
     struct tstate *t = *state;
@@ -1369,6 +1713,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_store_concurrent_writers, store_setup, store_teardown),
         cmocka_unit_test_setup_teardown(test_store_survives_kill9, store_setup, store_teardown),
         cmocka_unit_test_setup_teardown(test_store_full, store_setup, store_teardown),
+        cmocka_unit_test_setup_teardown(test_store_wal_replay_after_crash, store_setup,
+                                        store_teardown),
+        cmocka_unit_test_setup_teardown(test_store_wal_torn_tail, store_setup, store_teardown),
+        cmocka_unit_test_setup_teardown(test_store_wal_garbage, store_setup, store_teardown),
+        cmocka_unit_test_setup_teardown(test_store_checkpoint, store_setup, store_teardown),
+        cmocka_unit_test_setup_teardown(test_store_one_process, store_setup, store_teardown),
         cmocka_unit_test_setup_teardown(test_store_open_errors, store_setup, store_teardown),
         cmocka_unit_test_setup_teardown(test_store_collect, store_setup, store_teardown),
         cmocka_unit_test_setup_teardown(test_store_collect_keep_all, store_setup, store_teardown),
