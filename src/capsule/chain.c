@@ -25,6 +25,20 @@ struct entry {
                         * record is known not to be a duplicate (pass_chains) */
 };
 
+/* A checkpoint head: the compactor vouches that the writer's record at seq has this hash and
+ * that its index covers everything below it, which servers may therefore have collected. */
+struct anchor {
+    uint32_t writer;
+    uint64_t seq;
+    uint8_t hash[HASH_SIZE];
+    uint64_t generation;
+};
+
+/* Checkpoints whose heads are used as anchors: the newest ones by generation. Collection only
+ * ever leaves a writer's prefix up to the newest applied checkpoint's head, and cuts only grow,
+ * so the newest few suffice; the bound keeps the work of a hostile set small. */
+#define CHAIN_CHECKPOINTS_MAX 16u
+
 struct chain_state {
     const struct capsule_meta *m;
     uint64_t now_ms;
@@ -38,6 +52,9 @@ struct chain_state {
     size_t valid_count;
     size_t failure_cap;
     size_t fork_cap;
+    struct anchor *anchors; /* from compactors' checkpoints, sorted by (writer, seq) */
+    size_t anchor_count;
+    bool collected_any;     /* some writer's chain crossed a collected range */
 };
 
 static psl_err add_failure(struct chain_state *s, size_t index, psl_err err)
@@ -253,6 +270,69 @@ static psl_err add_fork(struct chain_state *s, const struct entry *a, const stru
     return PSL_OK;
 }
 
+static int anchor_cmp(const void *a, const void *b)
+{
+    const struct anchor *x = a, *y = b;
+    if (x->writer != y->writer)
+        return x->writer < y->writer ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq ? 1 : 0;
+}
+
+static const struct anchor *anchor_find(const struct chain_state *s, uint32_t writer, uint64_t seq)
+{
+    struct anchor key = {.writer = writer, .seq = seq};
+    return bsearch(&key, s->anchors, s->anchor_count, sizeof key, anchor_cmp);
+}
+
+/* Pass 2b: the heads of the newest valid CHECKPOINT records written by compactors become
+ * anchors (a checkpoint from any other role vouches for nothing). */
+static psl_err pass_anchors(struct chain_state *s)
+{
+    struct checkpoint pick[CHAIN_CHECKPOINTS_MAX]; /* point into the records: borrowed */
+    size_t npick = 0, heads = 0;
+    for (size_t i = 0; i < s->valid_count; i++) {
+        const struct entry *e = &s->valid[i];
+        struct checkpoint cp;
+        if (e->v.h.type != REC_CHECKPOINT || s->writers[e->writer].cert.role != ROLE_COMPACTOR ||
+            checkpoint_decode(&cp, e->v.payload, e->v.h.payload_size) != PSL_OK)
+            continue;
+        /* Keep the newest: when full, this one replaces the oldest picked if it is newer. */
+        size_t slot = npick;
+        if (npick == CHAIN_CHECKPOINTS_MAX) {
+            slot = 0;
+            for (size_t j = 1; j < npick; j++)
+                if (pick[j].generation < pick[slot].generation)
+                    slot = j;
+            if (pick[slot].generation >= cp.generation)
+                continue;
+        } else {
+            npick++;
+        }
+        pick[slot] = cp;
+    }
+    for (size_t j = 0; j < npick; j++)
+        heads += pick[j].head_count;
+    s->anchors = calloc(heads ? heads : 1, sizeof *s->anchors);
+    if (!s->anchors)
+        return PSL_ERR_NOMEM;
+    for (size_t j = 0; j < npick; j++) {
+        for (size_t k = 0; k < pick[j].head_count; k++) {
+            struct checkpoint_head h;
+            checkpoint_head_at(&pick[j], k, &h);
+            uint32_t wi;
+            if (!writer_find(s, h.writer, &wi))
+                continue; /* a writer whose records are not in this set */
+            struct anchor *an = &s->anchors[s->anchor_count++];
+            an->writer = wi;
+            an->seq = h.seq;
+            memcpy(an->hash, h.hash, HASH_SIZE);
+            an->generation = pick[j].generation;
+        }
+    }
+    qsort(s->anchors, s->anchor_count, sizeof *s->anchors, anchor_cmp);
+    return PSL_OK;
+}
+
 /* Pass 3: per writer, in seq order: duplicates, forks, contiguity and prev links. Duplicates are
  * removed from the valid array so later lookups see one record per (writer, seq, hash). */
 static psl_err pass_chains(struct chain_state *s)
@@ -292,8 +372,30 @@ static psl_err pass_chains(struct chain_state *s)
                 if (err)
                     return err;
             }
-            if (broken || e->v.h.seq != expect)
-                continue; /* a gap or a fork ends the verified prefix */
+            if (broken)
+                continue; /* a fork ends the verified prefix */
+            if (e->v.h.seq != expect) {
+                /* A gap ends the verified prefix, unless it is the collected range below a
+                 * compactor's checkpoint head: then the head record, whose hash the checkpoint
+                 * names, continues the chain (its prev names a collected record). One such
+                 * range per writer, after its CERT, as collection leaves it. */
+                const struct anchor *a = NULL;
+                if (e->v.h.seq > expect && expect >= 2 && !w->collected_to)
+                    a = anchor_find(s, wi, e->v.h.seq);
+                if (!a || memcmp(a->hash, e->v.hash, HASH_SIZE) != 0) {
+                    broken = true; /* only the record right after a gap may bridge it */
+                    continue;
+                }
+                w->collected_from = expect;
+                w->collected_to = e->v.h.seq - 1;
+                w->collected_generation = a->generation;
+                s->collected_any = true;
+                w->verified_seq = e->v.h.seq;
+                memcpy(w->verified_hash, e->v.hash, HASH_SIZE);
+                memcpy(prev, e->v.hash, HASH_SIZE);
+                expect = e->v.h.seq + 1;
+                continue;
+            }
             if (memcmp(e->v.h.prev, prev, HASH_SIZE) != 0) {
                 psl_err err = add_failure(s, e->index, PSL_ERR_BAD_PREV);
                 if (err)
@@ -375,6 +477,9 @@ static psl_err pass_links(struct chain_state *s, uint8_t *scratch)
         if (memcmp(e->v.h.sync, zero_hash, HASH_SIZE) != 0) {
             if (bsearch(e->v.h.sync, syncs, nsync, HASH_SIZE, hash_cmp)) {
                 s->rep->sync_links++;
+            } else if (s->collected_any) {
+                /* The set lacks a collected range: the SYNC may have been in it. */
+                s->rep->sync_links_unresolved++;
             } else if ((err = add_failure(s, e->index, PSL_ERR_BAD_SYNC))) {
                 goto out_free;
             }
@@ -453,6 +558,8 @@ psl_err chain_verify(const struct capsule_meta *m, const struct chain_input *rec
     if (!err)
         err = pass_records(&s, views, parse_err, count, capsule_key, scratch, ops);
     if (!err)
+        err = pass_anchors(&s);
+    if (!err)
         err = pass_chains(&s);
     if (!err)
         err = pass_links(&s, scratch);
@@ -478,6 +585,7 @@ out_free:
     free(s.table);
     free(s.writers);
     free(s.valid);
+    free(s.anchors);
     free(ops);
     if (scratch && capsule_key)
         secret_wipe(scratch, scratch_size); /* it held plaintext */

@@ -26,8 +26,14 @@ struct chain_writer {
     bool revoked;
     uint64_t records;        /* valid records of this writer, duplicates excluded */
     uint64_t max_seq;        /* highest valid seq seen */
-    uint64_t verified_seq;   /* highest seq reachable from 1 by contiguous, prev-linked records */
+    uint64_t verified_seq;   /* highest seq reachable from 1 by contiguous, prev-linked records
+                              * (across at most one collected range, see below) */
     uint8_t verified_hash[HASH_SIZE];
+    /* Records [collected_from, collected_to] are absent and covered by a compactor's checkpoint
+     * of generation collected_generation, whose head for this writer is the record at
+     * collected_to + 1 (present, with the hash the checkpoint names): servers of a capsule with
+     * retention "collect" dropped them. 0 when nothing was bridged. */
+    uint64_t collected_from, collected_to, collected_generation;
     uint64_t data_ops;       /* operations in this writer's DATA records (counted when decrypted) */
 };
 
@@ -55,6 +61,7 @@ struct chain_report {
     struct chain_failure *failures;
     size_t failure_count;
     size_t sync_links;    /* records whose sync field named a SYNC of the set */
+    size_t sync_links_unresolved; /* named a SYNC absent from a set with collected ranges */
     bool ok;              /* no failures, no forks, every writer fully verified */
 };
 

@@ -258,7 +258,18 @@ static bool print_report(const struct chain_report *r)
                (unsigned long long)w->data_ops, w->forked ? " FORKED" : "",
                w->revoked ? " REVOKED" : "");
     }
+    for (size_t i = 0; i < r->writer_count; i++)
+        if (r->writers[i].collected_to)
+            printf("  writer %s: seq %llu..%llu collected by the servers, covered by the compactor's "
+                   "checkpoint of generation %llu (the chain continues from its head)\n",
+                   cli_short(r->writers[i].id, a), (unsigned long long)r->writers[i].collected_from,
+                   (unsigned long long)r->writers[i].collected_to,
+                   (unsigned long long)r->writers[i].collected_generation);
     printf("sync      %zu record(s) linked to SYNC merges\n", r->sync_links);
+    if (r->sync_links_unresolved)
+        printf("          %zu link(s) to a SYNC that is not in the set (it may lie in a collected "
+               "range)\n",
+               r->sync_links_unresolved);
     printf("forks     %zu\n", r->fork_count);
     for (size_t i = 0; i < r->fork_count; i++) {
         const struct chain_fork *f = &r->forks[i];
@@ -287,6 +298,9 @@ static const char verify_usage[] =
     "Verifies an exported capsule: the owner's signature on the metadata, every writer's\n"
     "certificate, every record's signature, per-writer seq contiguity and prev links, SYNC\n"
     "merges, and forks. With --key, encrypted records are also decrypted and decoded.\n"
+    "A capsule whose servers collected records (retention collect) verifies across each\n"
+    "writer's collected range when a compactor's CHECKPOINT in the set names the record that\n"
+    "follows it; the range and the checkpoint's generation are listed.\n"
     "Certificates are checked at the current time, or at --at (milliseconds since the epoch)\n"
     "to audit an old capsule. Exit code 0 when everything verified, 1 when not.\n";
 

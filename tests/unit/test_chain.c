@@ -4,6 +4,7 @@
  * worker, a dangling sync link, a lying cut, an undecryptable record, an unauthorised
  * revocation) is reported with the record's input index and the exact error. */
 #include "capsule_fixture.h"
+#include "capsule/checkpoint.h"
 
 /* The valid capsule built by build_valid, and what verifying it must report. */
 struct scenario {
@@ -361,6 +362,84 @@ static void test_gap(void **state)
     assert_memory_equal(w->verified_hash, s.r.hash[1], HASH_SIZE);
     chain_report_free(&rep);
     fx_recs_free(&s.r);
+}
+
+/* Removes records [from, from + n) of the set (input positions). */
+static void drop_records(struct scenario *s, size_t from, size_t n)
+{
+    for (size_t k = 0; k < n; k++)
+        free(s->r.data[from + k]);
+    for (size_t i = from; i + n < s->r.n; i++) {
+        s->r.data[i] = s->r.data[i + n];
+        s->r.size[i] = s->r.size[i + n];
+        memcpy(s->r.hash[i], s->r.hash[i + n], HASH_SIZE);
+    }
+    s->r.n -= n;
+}
+
+/* W0: CERT, DATA x4 (seq 1..5); a checkpoint by a writer of `role` names W0's record at seq
+ * `anchor_seq` with the hash of the record at `hash_seq`; W0's seq 2 and 3 are then dropped, as
+ * a collecting server leaves them when the anchor is seq 4. */
+static void verify_collected(struct fx *f, uint8_t role, uint64_t anchor_seq, uint64_t hash_seq,
+                             struct chain_report *rep, struct scenario *s)
+{
+    memset(s, 0, sizeof *s);
+    record_chain_init(&f->w[FX_W0].chain, f->meta.name); /* a fresh chain on every call */
+    add_cert(f, s, FX_W0);
+    size_t first = add_data(f, s, FX_W0, 1);
+    for (int i = 0; i < 3; i++)
+        add_data(f, s, FX_W0, 1);
+    struct fx_writer c = {.by_leader = false};
+    fx_writer_keys(&c.keys, 41, f->capsule_key);
+    fx_cert_make(f, &c.cert, &c.keys, role, &f->owner);
+    record_chain_init(&c.chain, f->meta.name);
+    size_t size;
+    uint8_t hash[HASH_SIZE];
+    uint8_t *rec = fx_seal_cert(f, &c, &size, hash);
+    add(s, rec, size, hash);
+    struct checkpoint_head h = {.seq = anchor_seq};
+    memcpy(h.writer, f->w[FX_W0].keys.writer_id, HASH_SIZE);
+    memcpy(h.hash, s->r.hash[first + hash_seq - 2], HASH_SIZE);
+    struct checkpoint cp = {.index_seq = 2, .generation = 7, .head_count = 1, .heads = &h};
+    uint8_t pl[CHECKPOINT_FIXED_SIZE + CHECKPOINT_HEAD_SIZE];
+    struct wr w;
+    wr_init(&w, pl, sizeof pl);
+    assert_int_equal(checkpoint_encode(&cp, &w), PSL_OK);
+    rec = fx_seal(&c, REC_CHECKPOINT, pl, w.pos, &size, hash);
+    add(s, rec, size, hash);
+    writer_keys_deinit(&c.keys);
+    drop_records(s, first, 2); /* seq 2 and 3 */
+    verify(f, &s->r, FX_NOW, f->capsule_key, rep);
+}
+
+/* A collected range below a compactor's checkpoint head verifies: the head record continues
+ * the chain. A wrong hash, a checkpoint by a worker, or an anchor that is not the record right
+ * after the gap (seq 5 while seq 4 follows the gap) leave the gap a gap. */
+static void test_collected_range(void **state)
+{
+    struct fx *f = *state;
+    struct scenario s;
+    struct chain_report rep;
+    verify_collected(f, ROLE_COMPACTOR, 4, 4, &rep, &s);
+    assert_true(rep.ok);
+    assert_int_equal(rep.failure_count, 0);
+    const struct chain_writer *w = wr_of(f, &rep, FX_W0);
+    assert_true(w->verified_seq == 5 && w->max_seq == 5);
+    assert_true(w->collected_from == 2 && w->collected_to == 3);
+    assert_true(w->collected_generation == 7);
+    chain_report_free(&rep);
+    fx_recs_free(&s.r);
+
+    uint8_t roles[] = {ROLE_COMPACTOR, ROLE_WORKER, ROLE_COMPACTOR};
+    uint64_t anchor[] = {4, 4, 5}, hashed[] = {5, 4, 5};
+    for (size_t k = 0; k < sizeof roles; k++) {
+        verify_collected(f, roles[k], anchor[k], hashed[k], &rep, &s);
+        assert_false(rep.ok);
+        w = wr_of(f, &rep, FX_W0);
+        assert_true(w->verified_seq == 1 && w->collected_to == 0);
+        chain_report_free(&rep);
+        fx_recs_free(&s.r);
+    }
 }
 
 static void test_broken_prev(void **state)
@@ -775,6 +854,7 @@ int main(void)
         T(test_fork),
         T(test_fork_of_cert),
         T(test_gap),
+        T(test_collected_range),
         T(test_broken_prev),
         T(test_uncertified_writer),
         T(test_foreign_record),
