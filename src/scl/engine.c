@@ -49,7 +49,7 @@
 #define WANT_TRIES_MAX 6u               /* GET_HASH rounds before a block counts as missing */
 #define WANTS_MAX 256u
 #define RECOVERY_PROBE 8u               /* records first probed at a compactor's head for its index */
-#define RECOVERY_TAIL 64u               /* ... and if a probe holds no index, the longer tail */
+#define RECOVERY_TAIL_GROWTH 8u        /* ... and if it holds no index, 8 times more, and so on */
 #define TAIL_REQUESTS_MAX 16u           /* compactors' tail requests tracked during recovery */
 
 /* A batch in the making: local operations already in the DATA op encoding (payload.h), at most
@@ -2436,8 +2436,9 @@ static bool request_tails(struct scl_engine *e, uint64_t span)
     e->tail_req_count = 0;
     for (size_t i = 0; i < e->peer_count; i++) {
         struct peer *p = e->peers[i];
-        if (!tail_wanted(p))
-            continue;
+        bool asked_all = span > RECOVERY_PROBE && p->rec_head <= span / RECOVERY_TAIL_GROWTH;
+        if (!tail_wanted(p) || p->tail_index || asked_all)
+            continue; /* found its index already, or its whole chain was asked for */
         uint64_t from = p->rec_head > span ? p->rec_head - span + 1 : 1;
         uint64_t id = emit_request(e, REQ_GET_RANGE, p->id, from, p->rec_head, NULL);
         if (e->tail_req_count < TAIL_REQUESTS_MAX)
@@ -2486,15 +2487,17 @@ static void recovery_tick(struct scl_engine *e)
     }
     if (e->recov == RECOV_TAILS &&
         ((unsigned)__builtin_popcount(e->recov_servers) >= fresh || waited >= patience)) {
-        /* A compactor whose probe held no index (its newest index lies further back, behind
-         * the blocks of a flush in progress) gets the longer tail before a checkpoint is
-         * chosen: an older index would be correct but replay more. */
+        /* A compactor whose tail held no index (its newest index lies further back, behind
+         * the blocks of a flush in progress, or it never wrote one) is asked for a tail 8
+         * times longer, until an index turns up or its whole chain was asked for. An older
+         * index than its newest would be correct but replay more, and in a collecting capsule
+         * the records before the newest cut may be gone: recovery must find the newest. */
         bool again = false;
-        for (size_t i = 0; i < e->peer_count && e->tail_span < RECOVERY_TAIL; i++) {
+        for (size_t i = 0; i < e->peer_count; i++) {
             const struct peer *p = e->peers[i];
             again = again || (tail_wanted(p) && !p->tail_index && p->rec_head > e->tail_span);
         }
-        if (!again || !request_tails(e, RECOVERY_TAIL))
+        if (!again || !request_tails(e, e->tail_span * RECOVERY_TAIL_GROWTH))
             recovery_finish(e);
     }
     if (e->recov == RECOV_REPLAY) {
