@@ -145,8 +145,8 @@ bool checkpoint_is_live(const struct checkpoint *cp, const uint8_t hash[HASH_SIZ
     return false;
 }
 
-bool checkpoint_may_collect(const struct checkpoint *cp, const struct record_header *h,
-                            const uint8_t hash[HASH_SIZE])
+bool checkpoint_may_collect(const struct checkpoint *cp, const struct checkpoint *prev,
+                            const struct record_header *h, const uint8_t hash[HASH_SIZE])
 {
     struct checkpoint_head head;
     if (h->seq <= 1 || !checkpoint_head_find(cp, h->writer, &head) || h->seq >= head.seq)
@@ -162,7 +162,7 @@ bool checkpoint_may_collect(const struct checkpoint *cp, const struct record_hea
     case REC_CHECKPOINT:
         return true;
     case REC_LSM_BLOCK:
-        return !checkpoint_is_live(cp, hash);
+        return !checkpoint_is_live(cp, hash) && !(prev && checkpoint_is_live(prev, hash));
     default: /* CERT, RESULT (a client may not have fetched it yet), REVOKE: kept for good */
         return false;
     }

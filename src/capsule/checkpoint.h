@@ -78,11 +78,14 @@ bool checkpoint_is_live(const struct checkpoint *cp, const uint8_t hash[HASH_SIZ
 /* The collection rule, shared by the storage server and its test models. A stored record (header
  * h, hash) of a decoded checkpoint's capsule may be dropped exactly when its writer is in the
  * cut with head seq s, 1 < h->seq < s (the CERT at seq 1 and the head record itself stay), and
- * its type is DATA, EOE, SYNC, HEAD, LSM_INDEX, CHECKPOINT, or an LSM_BLOCK that the live list
- * does not name. CERT, RESULT and REVOKE records are never dropped, nor the index the notice
- * names. Nothing at or above a cut head is ever dropped, so a reader that replays a writer after
- * its head in this (or any later) checkpoint finds every record it asks for. */
-bool checkpoint_may_collect(const struct checkpoint *cp, const struct record_header *h,
-                            const uint8_t hash[HASH_SIZE]);
+ * its type is DATA, EOE, SYNC, HEAD, LSM_INDEX, CHECKPOINT, or an LSM_BLOCK that neither the live
+ * list nor that of prev (the checkpoint applied before this one, NULL if none) names. Keeping
+ * the previous index's blocks one notice longer lets a reader that still uses that index (it
+ * adopts the new one a little later) find every block it names. CERT, RESULT and REVOKE records
+ * are never dropped, nor the index the notice names. Nothing at or above a cut head is ever
+ * dropped, so a reader that replays a writer after its head in this (or any later) checkpoint
+ * finds every record it asks for. */
+bool checkpoint_may_collect(const struct checkpoint *cp, const struct checkpoint *prev,
+                            const struct record_header *h, const uint8_t hash[HASH_SIZE]);
 
 #endif

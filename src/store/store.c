@@ -1462,8 +1462,8 @@ struct gc_victim {
 
 /* Drops what cp allows of one writer's records below head->seq. */
 static int gc_writer(MDB_txn *txn, struct store *s, const uint8_t capsule[HASH_SIZE],
-                     const struct checkpoint *cp, const struct checkpoint_head *head,
-                     struct store_collect_result *res)
+                     const struct checkpoint *cp, const struct checkpoint *prev,
+                     const struct checkpoint_head *head, struct store_collect_result *res)
 {
     MDB_cursor *cur;
     int rc = mdb_cursor_open(txn, s->cold_db.idx, &cur);
@@ -1493,7 +1493,7 @@ static int gc_writer(MDB_txn *txn, struct store *s, const uint8_t capsule[HASH_S
             rc = MDB_CORRUPTED;
             break;
         }
-        if (!checkpoint_may_collect(cp, &h, val.mv_data))
+        if (!checkpoint_may_collect(cp, prev, &h, val.mv_data))
             continue;
         if (n == cap) {
             size_t ncap = cap ? cap * 2 : 256;
@@ -1528,8 +1528,8 @@ static int gc_writer(MDB_txn *txn, struct store *s, const uint8_t capsule[HASH_S
 
 /* One writer of the cut: checks, drops, raises the horizon, rebases the head. */
 static int gc_head(const struct view *vw, struct store *s, const uint8_t capsule[HASH_SIZE],
-                   const struct checkpoint *cp, const struct checkpoint_head *ch,
-                   struct store_collect_result *res)
+                   const struct checkpoint *cp, const struct checkpoint *prev_cp,
+                   const struct checkpoint_head *ch, struct store_collect_result *res)
 {
     MDB_txn *txn = vw->cold;
     uint8_t hk[HEAD_KEY_SIZE];
@@ -1555,7 +1555,7 @@ static int gc_head(const struct view *vw, struct store *s, const uint8_t capsule
         return 0;
     }
     res->writers++;
-    if ((rc = gc_writer(txn, s, capsule, cp, ch, res)))
+    if ((rc = gc_writer(txn, s, capsule, cp, prev_cp, ch, res)))
         return rc;
     uint64_t horizon;
     if ((rc = horizon_read(txn, s, capsule, ch->writer, &horizon)))
@@ -1648,12 +1648,37 @@ psl_err store_collect(struct store *s, const uint8_t capsule[HASH_SIZE],
         res.outcome = STORE_COLLECT_STALE;
         goto out_done;
     }
-    for (size_t i = 0; i < cp->head_count; i++) {
+    /* The previously applied checkpoint: its live blocks stay one notice longer. Copied out of
+     * the map first: the deletions below may reuse the pages it lies in. */
+    uint8_t *prev_rec = NULL;
+    struct checkpoint prev_cp, *prev = NULL;
+    rc = 0;
+    if (g.generation) {
+        MDB_val pk = {HASH_SIZE, g.record_hash}, pv;
+        rc = mdb_get(txn, s->cold_db.rec, &pk, &pv);
+        if (rc && rc != MDB_NOTFOUND)
+            goto out_abort;
+        struct record_view rv;
+        if (rc == 0 && (prev_rec = malloc(pv.mv_size)) != NULL) {
+            memcpy(prev_rec, pv.mv_data, pv.mv_size);
+            if (record_parse(&rv, prev_rec, pv.mv_size) == PSL_OK &&
+                rv.h.type == REC_CHECKPOINT &&
+                checkpoint_decode(&prev_cp, rv.payload, rv.h.payload_size) == PSL_OK)
+                prev = &prev_cp;
+        } else if (rc == 0) {
+            rc = ENOMEM;
+            goto out_abort;
+        }
+        rc = 0;
+    }
+    for (size_t i = 0; i < cp->head_count && rc == 0; i++) {
         struct checkpoint_head ch;
         checkpoint_head_at(cp, i, &ch);
-        if ((rc = gc_head(&vw, s, capsule, cp, &ch, &res)))
-            goto out_abort;
+        rc = gc_head(&vw, s, capsule, cp, prev, &ch, &res);
     }
+    free(prev_rec);
+    if (rc)
+        goto out_abort;
     g.generation = cp->generation;
     memcpy(g.record_hash, record_hash, HASH_SIZE);
     memcpy(g.compactor, compactor, HASH_SIZE);

@@ -33,12 +33,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (uint8_t t = REC_CERT; t <= REC_TYPE_MAX; t++) {
             h.type = t;
             h.seq = 1;
-            PSL_ASSERT(!checkpoint_may_collect(&cp, &h, heads[i].hash));
+            PSL_ASSERT(!checkpoint_may_collect(&cp, NULL, &h, heads[i].hash));
             h.seq = heads[i].seq;
-            PSL_ASSERT(!checkpoint_may_collect(&cp, &h, heads[i].hash));
+            PSL_ASSERT(!checkpoint_may_collect(&cp, NULL, &h, heads[i].hash));
             if (cp.live_count && t == REC_LSM_BLOCK && heads[i].seq > 2) {
                 h.seq = heads[i].seq - 1;
-                PSL_ASSERT(!checkpoint_may_collect(&cp, &h, cp.live[0]));
+                PSL_ASSERT(!checkpoint_may_collect(&cp, NULL, &h, cp.live[0]));
             }
         }
     }

@@ -345,31 +345,42 @@ static void test_collection_rule(void **state)
                             REC_LSM_INDEX, REC_CHECKPOINT, REC_LSM_BLOCK};
     for (size_t i = 0; i < sizeof drop; i++) {
         r = hdr(w, 2, drop[i]);
-        assert_true(checkpoint_may_collect(&d, &r, h));
+        assert_true(checkpoint_may_collect(&d, NULL, &r, h));
         r = hdr(w, 6, drop[i]);
-        assert_true(checkpoint_may_collect(&d, &r, h));
+        assert_true(checkpoint_may_collect(&d, NULL, &r, h));
         /* The head record, and anything after it, stays. */
         r = hdr(w, 7, drop[i]);
-        assert_false(checkpoint_may_collect(&d, &r, h));
+        assert_false(checkpoint_may_collect(&d, NULL, &r, h));
         r = hdr(w, 8, drop[i]);
-        assert_false(checkpoint_may_collect(&d, &r, h));
+        assert_false(checkpoint_may_collect(&d, NULL, &r, h));
         /* A writer the cut does not list: everything stays. */
         r = hdr(stranger, 2, drop[i]);
-        assert_false(checkpoint_may_collect(&d, &r, h));
+        assert_false(checkpoint_may_collect(&d, NULL, &r, h));
     }
     /* Kept whatever their seq: the CERT (seq 1), RESULT, REVOKE, live blocks, the index. */
     r = hdr(w, 1, REC_CERT);
-    assert_false(checkpoint_may_collect(&d, &r, h));
+    assert_false(checkpoint_may_collect(&d, NULL, &r, h));
     r = hdr(w, 1, REC_DATA);
-    assert_false(checkpoint_may_collect(&d, &r, h));
+    assert_false(checkpoint_may_collect(&d, NULL, &r, h));
     r = hdr(w, 3, REC_RESULT);
-    assert_false(checkpoint_may_collect(&d, &r, h));
+    assert_false(checkpoint_may_collect(&d, NULL, &r, h));
     r = hdr(w, 3, REC_REVOKE);
-    assert_false(checkpoint_may_collect(&d, &r, h));
+    assert_false(checkpoint_may_collect(&d, NULL, &r, h));
     r = hdr(w, 3, REC_LSM_BLOCK);
-    assert_false(checkpoint_may_collect(&d, &r, s.live[1]));
+    assert_false(checkpoint_may_collect(&d, NULL, &r, s.live[1]));
     r = hdr(w, 3, REC_LSM_INDEX);
-    assert_false(checkpoint_may_collect(&d, &r, s.cp.index_hash));
+    assert_false(checkpoint_may_collect(&d, NULL, &r, s.cp.index_hash));
+    /* A block the previous checkpoint named stays one notice longer (its readers catch up);
+     * one neither names goes. */
+    struct checkpoint prev = d;
+    uint8_t dead[HASH_SIZE];
+    memset(dead, 0x5d, HASH_SIZE);
+    r = hdr(w, 3, REC_LSM_BLOCK);
+    assert_true(checkpoint_may_collect(&d, NULL, &r, dead));
+    prev.live_count = 1;
+    prev.live = (const uint8_t(*)[HASH_SIZE])dead;
+    assert_false(checkpoint_may_collect(&d, &prev, &r, dead));
+    assert_true(checkpoint_may_collect(&d, &prev, &r, stranger));
 }
 
 int main(void)

@@ -524,7 +524,13 @@ static void srv_checkpoint(struct srv_model *s, const struct record_view *v)
     }
     s->ck_gen = cp.generation;
     s->ck_applied++;
-    free(s->ck_rec);
+    /* The checkpoint applied before this one: its live blocks stay one notice longer. */
+    uint8_t *prev_rec = s->ck_rec;
+    struct checkpoint prev_cp, *prev = NULL;
+    struct record_view pv;
+    if (prev_rec && record_parse(&pv, prev_rec, s->ck_size) == PSL_OK &&
+        checkpoint_decode(&prev_cp, pv.payload, pv.h.payload_size) == PSL_OK)
+        prev = &prev_cp;
     s->ck_rec = malloc(v->raw_size);
     assert_non_null(s->ck_rec);
     memcpy(s->ck_rec, v->raw, v->raw_size);
@@ -543,7 +549,7 @@ static void srv_checkpoint(struct srv_model *s, const struct record_view *v)
         for (uint64_t q = 2; q < h.seq; q++) {
             struct record_header rh;
             if (!w->rec[q] || record_header_decode(&rh, w->rec[q], w->size[q]) != PSL_OK ||
-                !checkpoint_may_collect(&cp, &rh, w->hash[q]))
+                !checkpoint_may_collect(&cp, prev, &rh, w->hash[q]))
                 continue;
             free(w->rec[q]);
             w->rec[q] = NULL;
@@ -562,6 +568,7 @@ static void srv_checkpoint(struct srv_model *s, const struct record_view *v)
                 w->contiguous++;
         }
     }
+    free(prev_rec);
 }
 
 static void srv_on_record(struct net *n, struct srv_model *s, const uint8_t *data, size_t size)

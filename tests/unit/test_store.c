@@ -1665,6 +1665,63 @@ static void test_store_collect(void **state)
     gc_world_free(&g);
 }
 
+/* Seals cp's encoding as W1's next record (a CHECKPOINT), appends it, returns its hash. */
+static void append_checkpoint(struct store *st, struct fx *f, const uint8_t *buf,
+                              const struct checkpoint *cp, uint8_t hash[HASH_SIZE])
+{
+    size_t size, n = checkpoint_encoded_size(cp->head_count, cp->live_count);
+    uint8_t *rec = fx_seal(&f->w[FX_W1], REC_CHECKPOINT, buf, n, &size, hash);
+    assert_int_equal(append_sync(st, rec, size), PSL_OK);
+    free(rec);
+}
+
+/* A block the previously applied checkpoint named stays until the next one: W1 = CERT,
+ * LSM_BLOCK x4 (1..5); checkpoint 3 (live: the block at seq 3) is stored at seq 6, a block at
+ * seq 7; checkpoint 5 (W1 at 7, nothing live) keeps block 3 (checkpoint 3 named it) and drops
+ * checkpoint 3's record; checkpoint 6 (the same cut) then drops block 3. */
+static void test_store_collect_keeps_previous_live(void **state)
+{
+    struct tstate *t = *state;
+    struct fx *f = &t->fx;
+    fx_retention(f, RETENTION_COLLECT_COVERED);
+    const uint8_t *cap = f->meta.name, *w1 = f->w[FX_W1].keys.writer_id;
+    struct store *st = open_store(t->dir, 0, 0);
+    assert_int_equal(store_meta_put(st, cap, f->meta_enc, f->meta_size), PSL_OK);
+    struct recset blocks, more;
+    recset_make(&blocks, f, FX_W1, 5, 300);
+    for (size_t i = 0; i < blocks.n; i++)
+        assert_int_equal(append_sync(st, blocks.data[i], blocks.size[i]), PSL_OK);
+    struct checkpoint_head h;
+    struct checkpoint cp;
+    uint8_t *buf, ck3[HASH_SIZE], ck5[HASH_SIZE], ck6[HASH_SIZE];
+    struct store_collect_result res;
+    set_head(&h, w1, 5, blocks.hash[4]);
+    make_cp(&cp, &buf, 3, &h, 1, (const uint8_t(*)[HASH_SIZE]) & blocks.hash[2], 1);
+    append_checkpoint(st, f, buf, &cp, ck3);
+    assert_int_equal(store_collect(st, cap, ck3, w1, &cp, &res), PSL_OK);
+    assert_int_equal(res.outcome, STORE_COLLECT_APPLIED);
+    assert_true(stored_seqs(st, cap, w1) == SEQS(1, 3, 5, 6));
+    free(buf);
+    recset_make(&more, f, FX_W1, 1, 300); /* seq 7 */
+    assert_int_equal(append_sync(st, more.data[0], more.size[0]), PSL_OK);
+    set_head(&h, w1, 7, more.hash[0]);
+    make_cp(&cp, &buf, 5, &h, 1, NULL, 0);
+    memset(ck5, 0x55, HASH_SIZE); /* not stored: only the applied one (3) is read back */
+    assert_int_equal(store_collect(st, cap, ck5, w1, &cp, &res), PSL_OK);
+    assert_int_equal(res.outcome, STORE_COLLECT_APPLIED);
+    assert_true(stored_seqs(st, cap, w1) == SEQS(1, 3, 7)); /* block 3 kept, checkpoint 3 gone */
+    free(buf);
+    make_cp(&cp, &buf, 6, &h, 1, NULL, 0);
+    memset(ck6, 0x66, HASH_SIZE);
+    assert_int_equal(store_collect(st, cap, ck6, w1, &cp, &res), PSL_OK);
+    assert_int_equal(res.outcome, STORE_COLLECT_APPLIED);
+    assert_true(stored_seqs(st, cap, w1) == SEQS(1, 7)); /* checkpoint 5 did not name it */
+    free(buf);
+    recset_free(&blocks);
+    recset_free(&more);
+    store_close(st);
+}
+
 /* Keep-all capsules: a checkpoint changes nothing, whatever it says. */
 static void test_store_collect_keep_all(void **state)
 {
@@ -1722,6 +1779,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_store_open_errors, store_setup, store_teardown),
         cmocka_unit_test_setup_teardown(test_store_collect, store_setup, store_teardown),
         cmocka_unit_test_setup_teardown(test_store_collect_keep_all, store_setup, store_teardown),
+        cmocka_unit_test_setup_teardown(test_store_collect_keeps_previous_live, store_setup,
+                                        store_teardown),
     };
     return cmocka_run_group_tests_name("store", tests, NULL, NULL);
 }
