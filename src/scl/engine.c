@@ -1595,7 +1595,17 @@ psl_err scl_actor_step(struct scl_engine *e)
         return PSL_ERR_NOT_FOUND;
     }
     memcpy(e->chain.sync, e->sync_next, HASH_SIZE);
+    /* The record's lamport: above every operation in it, and not above any operation still
+     * queued (stamped earlier, sealed in a later record). So an index whose cut head for this
+     * writer is this record covers exactly the operations stamped below its lamport
+     * (lsm_index_covers): none of those can turn up in a later record. Operations are stamped
+     * in increasing order and queued in that order, so the oldest queued one is the lowest. */
     uint64_t lamport = ++e->clock;
+    if (e->q_head && e->q_head->ops > 0) {
+        uint64_t queued = get_le64(e->q_head->data + 1);
+        if (queued < lamport)
+            lamport = queued;
+    }
     pthread_mutex_unlock(&e->mu);
     /* The detached batch and the buffer belong to this actor (seal_mu): encode without mu, so
      * puts are not held up, then wipe and free the queue nodes. */

@@ -1290,15 +1290,20 @@ static void test_batching(void **state)
     assert_int_equal(n->log[0].seq, 1);
     check_chain(n, a);
 
-    /* The operations come out in order, 100 per record, stamped with increasing Lamports. */
+    /* The operations come out in order, 100 per record, stamped with increasing Lamports. A
+     * record's lamport is above its operations and not above any operation of a later record
+     * (they were all queued, stamped earlier, when it was sealed): an index whose cut head is
+     * that record covers exactly the operations below its lamport. */
     unsigned next = 0;
-    uint64_t lamport = 0;
+    uint64_t lamport = 0, prev_record = 0;
     for (uint64_t seq = 2; seq <= 11; seq++) {
         const struct pub *p = log_find(n, a, seq);
         size_t count = 0;
         uint8_t *plain = NULL;
         struct kv_op *ops = pub_ops(n, p, &count, &plain, NULL);
         assert_int_equal(count, 100);
+        assert_true(prev_record <= ops[0].lamport);
+        prev_record = p->lamport;
         for (size_t o = 0; o < count; o++, next++) {
             char key[16];
             snprintf(key, sizeof key, "k%04u", next);
