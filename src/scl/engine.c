@@ -1012,7 +1012,9 @@ static void compactor_run(struct scl_engine *e, struct flush_job *j)
     uint8_t *ck = NULL;
     size_t ck_size = 0;
     uint8_t ck_hash[HASH_SIZE];
-    if (!err) {
+    /* The notice is for servers that collect: a keep-all capsule's servers would only store
+     * it (a live list of 32 bytes per block every epoch is write amplification for nothing). */
+    if (!err && e->meta.retention == RETENTION_COLLECT_COVERED) {
         psl_err cerr = checkpoint_seal(e, &nix, hash, &ck, &ck_size, ck_hash);
         if (cerr)
             LOG_WARN("scl", "msg=\"no checkpoint notice for this index\" err=%s",
