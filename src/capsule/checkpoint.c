@@ -87,6 +87,8 @@ psl_err checkpoint_decode(struct checkpoint *out, const uint8_t *buf, size_t siz
         return PSL_ERR_TRUNCATED;
     cp.live_count = live;
     const uint8_t *lv = rd_take(&r, (size_t)live * HASH_SIZE);
+    if (live && !lv)
+        return PSL_ERR_TRUNCATED;
     cp.live = (const uint8_t(*)[HASH_SIZE])(const void *)lv;
     for (size_t i = 1; i < cp.live_count; i++)
         if (memcmp(cp.live[i - 1], cp.live[i], HASH_SIZE) >= 0)

@@ -911,7 +911,7 @@ static psl_err wal_replay(struct store *s, uint64_t file_size, uint64_t *replaye
         pos += FRAME_HEADER_SIZE + size;
         (*replayed)++;
         if (batch_bytes >= (8u << 20)) {
-            struct store_stats delta;
+            struct store_stats delta = {0}; /* replayed records are not counted */
             err = apply_batch(s, batch, &delta);
             while (batch) {
                 struct pending *q = batch;
@@ -925,7 +925,7 @@ static psl_err wal_replay(struct store *s, uint64_t file_size, uint64_t *replaye
         }
     }
     if (batch) {
-        struct store_stats delta;
+        struct store_stats delta = {0};
         psl_err e2 = apply_batch(s, batch, &delta);
         if (!err)
             err = e2;
