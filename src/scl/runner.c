@@ -50,6 +50,18 @@ static void drain_locked(struct scl_runner *r)
     pthread_mutex_unlock(&r->out_mu);
 }
 
+/* One actor's pass: seals until the engine is idle, emitting as it goes. */
+static void seal_all(struct scl_runner *r)
+{
+    pthread_rwlock_rdlock(&r->elock);
+    if (r->e) {
+        while (scl_actor_step(r->e) == PSL_OK)
+            drain_locked(r);
+        drain_locked(r);
+    }
+    pthread_rwlock_unlock(&r->elock);
+}
+
 void scl_runner_drain(struct scl_runner *r)
 {
     pthread_rwlock_rdlock(&r->elock);
@@ -87,13 +99,7 @@ void scl_runner_kick_put(struct scl_runner *r)
         scl_runner_kick(r);
         return;
     }
-    pthread_rwlock_rdlock(&r->elock);
-    if (r->e) {
-        while (scl_actor_step(r->e) == PSL_OK)
-            drain_locked(r);
-        drain_locked(r);
-    }
-    pthread_rwlock_unlock(&r->elock);
+    seal_all(r);
 }
 
 psl_err scl_runner_get(struct scl_runner *r, const uint8_t *key, size_t key_size, uint8_t *out,
@@ -145,13 +151,7 @@ static void *actor_main(void *arg)
         pthread_mutex_unlock(&r->mu);
         if (stop)
             return NULL;
-        pthread_rwlock_rdlock(&r->elock);
-        if (r->e) {
-            while (scl_actor_step(r->e) == PSL_OK)
-                drain_locked(r);
-            drain_locked(r);
-        }
-        pthread_rwlock_unlock(&r->elock);
+        seal_all(r);
     }
 }
 

@@ -1269,6 +1269,18 @@ static int side_cmp(const struct side *a, const struct side *b, size_t key_size,
     return c;
 }
 
+/* Ends a two-sided walk (store_range, store_heads): closes the cursors and the view; a walk
+ * that ran off the end (MDB_NOTFOUND) succeeded. */
+static psl_err sides_end(struct view *v, struct side *hot, struct side *cold, int rc)
+{
+    if (hot->cur)
+        mdb_cursor_close(hot->cur);
+    if (cold->cur)
+        mdb_cursor_close(cold->cur);
+    view_end(v);
+    return (rc == 0 || rc == MDB_NOTFOUND) ? PSL_OK : map_mdb(rc);
+}
+
 psl_err store_range(struct store *s, const uint8_t capsule[HASH_SIZE],
                     const uint8_t writer[HASH_SIZE], uint64_t from, uint64_t to, store_record_fn fn,
                     void *ctx)
@@ -1309,12 +1321,7 @@ psl_err store_range(struct store *s, const uint8_t capsule[HASH_SIZE],
             break;
     }
 out:
-    if (hot.cur)
-        mdb_cursor_close(hot.cur);
-    if (cold.cur)
-        mdb_cursor_close(cold.cur);
-    view_end(&v);
-    return (rc == 0 || rc == MDB_NOTFOUND) ? PSL_OK : map_mdb(rc);
+    return sides_end(&v, &hot, &cold, rc);
 }
 
 psl_err store_heads(struct store *s, const uint8_t capsule[HASH_SIZE], store_head_fn fn, void *ctx)
@@ -1350,12 +1357,7 @@ psl_err store_heads(struct store *s, const uint8_t capsule[HASH_SIZE], store_hea
             break;
     }
 out:
-    if (hot.cur)
-        mdb_cursor_close(hot.cur);
-    if (cold.cur)
-        mdb_cursor_close(cold.cur);
-    view_end(&v);
-    return (rc == 0 || rc == MDB_NOTFOUND) ? PSL_OK : map_mdb(rc);
+    return sides_end(&v, &hot, &cold, rc);
 }
 
 psl_err store_head_get(struct store *s, const uint8_t capsule[HASH_SIZE],
