@@ -4,6 +4,7 @@
  * record at or above a cut head, which is what lets a reader start after any head it trusts. */
 #include "capsule/checkpoint.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 _Static_assert(CHECKPOINT_SIZE_MAX <= PSL_RECORD_PAYLOAD_SIZE_MAX,
@@ -112,39 +113,28 @@ void checkpoint_head_at(const struct checkpoint *cp, size_t i, struct checkpoint
     memcpy(out->hash, h + HASH_SIZE + 8, HASH_SIZE);
 }
 
+/* bsearch order of the heads and the live list: both are sorted by a leading 32-byte hash. */
+static int hash_prefix_cmp(const void *key, const void *elem)
+{
+    return memcmp(key, elem, HASH_SIZE);
+}
+
 bool checkpoint_head_find(const struct checkpoint *cp, const uint8_t writer[HASH_SIZE],
                           struct checkpoint_head *out)
 {
-    size_t lo = 0, hi = cp->head_count;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = memcmp(cp->heads_raw + mid * CHECKPOINT_HEAD_SIZE, writer, HASH_SIZE);
-        if (c == 0) {
-            checkpoint_head_at(cp, mid, out);
-            return true;
-        }
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return false;
+    const uint8_t *h = cp->head_count ? bsearch(writer, cp->heads_raw, cp->head_count,
+                                                CHECKPOINT_HEAD_SIZE, hash_prefix_cmp)
+                                      : NULL;
+    if (!h)
+        return false;
+    checkpoint_head_at(cp, (size_t)(h - cp->heads_raw) / CHECKPOINT_HEAD_SIZE, out);
+    return true;
 }
 
 bool checkpoint_is_live(const struct checkpoint *cp, const uint8_t hash[HASH_SIZE])
 {
-    size_t lo = 0, hi = cp->live_count;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = memcmp(cp->live[mid], hash, HASH_SIZE);
-        if (c == 0)
-            return true;
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return false;
+    return cp->live_count &&
+           bsearch(hash, cp->live, cp->live_count, HASH_SIZE, hash_prefix_cmp) != NULL;
 }
 
 bool checkpoint_may_collect(const struct checkpoint *cp, const struct checkpoint *prev,

@@ -308,7 +308,7 @@ static const struct fabric_ops inproc_ops = {
     .destroy = inproc_destroy,
 };
 
-static psl_err connect(struct inproc_bus *bus, struct fabric **out, bool inline_ok)
+static psl_err conn_new(struct inproc_bus *bus, struct fabric **out, bool inline_ok)
 {
     struct inproc_conn *c = calloc(1, sizeof *c);
     if (!c)
@@ -322,10 +322,10 @@ static psl_err connect(struct inproc_bus *bus, struct fabric **out, bool inline_
 
 psl_err fabric_inproc_connect(struct inproc_bus *bus, struct fabric **out)
 {
-    return connect(bus, out, false);
+    return conn_new(bus, out, false);
 }
 
 psl_err fabric_inproc_connect_inline(struct inproc_bus *bus, struct fabric **out)
 {
-    return connect(bus, out, true);
+    return conn_new(bus, out, true);
 }

@@ -43,23 +43,6 @@ static void sleep_ms(unsigned ms)
     }
 }
 
-static void dir_remove(const char *path)
-{
-    DIR *d = opendir(path);
-    if (d) {
-        struct dirent *e;
-        char p[512];
-        while ((e = readdir(d))) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-                continue;
-            snprintf(p, sizeof p, "%s/%s", path, e->d_name);
-            unlink(p);
-        }
-        closedir(d);
-    }
-    rmdir(path);
-}
-
 /* ---- the world: a fixture capsule, a compactor writer, one server on a bus ---- */
 
 struct world {
@@ -127,7 +110,7 @@ static int world_teardown(void **state)
     fabric_destroy(wd->cli_fab);
     fabric_destroy(wd->srv_fab);
     inproc_bus_destroy(wd->bus);
-    dir_remove(wd->dir);
+    tu_dir_remove(wd->dir);
     writer_keys_deinit(&wd->comp.keys);
     fx_deinit(&wd->fx);
     clock_set_source(NULL);

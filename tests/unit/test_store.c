@@ -37,23 +37,6 @@ static uint64_t now_ms(void)
     return clock_mono_ns() / 1000000u;
 }
 
-static void dir_remove(const char *path)
-{
-    DIR *d = opendir(path);
-    if (d) {
-        struct dirent *e;
-        char p[512];
-        while ((e = readdir(d))) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-                continue;
-            snprintf(p, sizeof p, "%s/%s", path, e->d_name);
-            unlink(p);
-        }
-        closedir(d);
-    }
-    rmdir(path);
-}
-
 /* A writer's chain of sealed records, seq 1..n: its CERT record first (a writer's first record
  * is always its certificate), then DATA records with real operations (payload_size 0) or
  * LSM_BLOCK records of payload_size (encrypted) bytes. A recset made for a writer that already
@@ -276,7 +259,7 @@ static int store_setup(void **state)
 static int store_teardown(void **state)
 {
     struct tstate *t = *state;
-    dir_remove(t->dir);
+    tu_dir_remove(t->dir);
     fx_deinit(&t->fx);
     free(t);
     return 0;
@@ -992,7 +975,7 @@ static void test_store_survives_kill9(void **state)
             expect_head(st, cap, w, from + 5, r.hash[from + 4],
                         h.max_seq > from + 5 ? h.max_seq : from + 5, false);
         store_close(st);
-        dir_remove(dir);
+        tu_dir_remove(dir);
     }
     free(acked);
     recset_free(&r);

@@ -1,12 +1,14 @@
 /* testutil.c: helpers shared by the unit tests (see testutil.h). */
 #include "testutil.h"
 
+#include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -55,4 +57,21 @@ uint8_t *tu_read_hex(const char *path, size_t *size)
 void tu_flip(uint8_t *buf, size_t bit)
 {
     buf[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+}
+
+void tu_dir_remove(const char *path)
+{
+    DIR *d = opendir(path);
+    if (d) {
+        struct dirent *e;
+        char p[512];
+        while ((e = readdir(d))) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+                continue;
+            snprintf(p, sizeof p, "%s/%s", path, e->d_name);
+            unlink(p);
+        }
+        closedir(d);
+    }
+    rmdir(path);
 }

@@ -1,4 +1,5 @@
-/* testutil.h: shared helpers of the unit tests: crypto init, deterministic keys, file slurp. */
+/* testutil.h: shared helpers of the unit tests: crypto init, deterministic keys, file slurp,
+ * directory removal. */
 #ifndef PSL_TESTUTIL_H
 #define PSL_TESTUTIL_H
 
@@ -11,6 +12,8 @@ void tu_init(void);
 void tu_seed(uint8_t out[32], unsigned n);
 /* Reads a file of hex text (whitespace ignored) into a malloc'd buffer; fails the test on error. */
 uint8_t *tu_read_hex(const char *path, size_t *size);
+/* Removes a directory and the files in it (one level: what a store or a server leaves). */
+void tu_dir_remove(const char *path);
 /* Flips bit `bit` of buf. */
 void tu_flip(uint8_t *buf, size_t bit);
 
