@@ -861,6 +861,7 @@ int main(int argc, char **argv)
     struct capsule_client_config cc = {
         .fabric = fab, .meta = &f.meta, .unacked_bytes_max = 4u << 20};
     check(capsule_client_open(&cl, &cc), "client");
+    check(capsule_client_add_writer(cl, &w.wk), "client writer"); /* ACKs checked by MAC */
     static struct probe probe;
     pthread_mutex_init(&probe.mu, NULL);
     probe.meta = &f.meta;

@@ -37,6 +37,7 @@ static const struct err_row err_rows[PSL_ERR__COUNT] = {
     [PSL_ERR_CERT_ROLE] = {"cert_role", "certificate role is not allowed"},
     [PSL_ERR_CERT_MEASUREMENT] = {"cert_measurement", "enclave measurement is not allowed by the capsule policy"},
     [PSL_ERR_BAD_SIGNATURE] = {"bad_signature", "signature does not verify"},
+    [PSL_ERR_BAD_MAC] = {"bad_mac", "message authentication code does not verify"},
     [PSL_ERR_BAD_PREV] = {"bad_prev", "prev link does not match the previous record"},
     [PSL_ERR_BAD_SEQ] = {"bad_seq", "sequence number is invalid"},
     [PSL_ERR_DECRYPT] = {"decrypt", "payload does not decrypt"},

@@ -1,5 +1,6 @@
 /* ack.c: storage server acknowledgements. An ACK counts only when its server is in the
- * capsule's replica set and its signature verifies; both are checked by ack_verify. */
+ * capsule's replica set and it authenticates: its MAC for the writer (ack_verify_mac), its
+ * signature for anyone else (ack_verify). */
 #include "capsule/ack.h"
 
 #include <string.h>
@@ -8,8 +9,9 @@
 #include "base/bytes.h"
 
 static const uint8_t ack_magic[4] = {'P', 'S', 'L', 'A'};
-#define ACK_SIG_TAG "psl-ack-v1"
-#define ACK_BODY_SIZE (ACK_SIZE - SIGN_SIG_SIZE)
+#define ACK_TAG "psl-ack-v2"
+#define ACK_KEY_INFO "psl-ack-key-v2"
+#define ACK_BODY_SIZE (ACK_SIZE - HASH_SIZE - SIGN_SIG_SIZE)
 
 static void ack_encode_body(const struct ack *a, uint8_t out[ACK_BODY_SIZE])
 {
@@ -32,18 +34,117 @@ static void ack_digest(uint8_t out[HASH_SIZE], const struct ack *a)
     hash_sha256(out, body, sizeof body);
 }
 
-void ack_sign(struct ack *a, const struct signer *server)
+/* HKDF-SHA256 of the X25519 agreement, bound to the server's signing key and the writer's kx
+ * key, so a key is never shared between two pairs even if an agreement repeated. */
+static psl_err ack_key_derive(uint8_t key[ACK_KEY_SIZE], const struct kx_keypair *mine,
+                              const uint8_t peer_kx_pk[KX_PK_SIZE],
+                              const uint8_t server_pk[SIGN_PK_SIZE],
+                              const uint8_t writer_kx_pk[KX_PK_SIZE])
+{
+    uint8_t *shared = secret_alloc(KX_SHARED_SIZE);
+    if (!shared)
+        return PSL_ERR_NOMEM;
+    psl_err err = kx_agree(shared, mine, peer_kx_pk);
+    if (!err) {
+        uint8_t info[sizeof ACK_KEY_INFO - 1 + SIGN_PK_SIZE + KX_PK_SIZE];
+        memcpy(info, ACK_KEY_INFO, sizeof ACK_KEY_INFO - 1);
+        memcpy(info + sizeof ACK_KEY_INFO - 1, server_pk, SIGN_PK_SIZE);
+        memcpy(info + sizeof ACK_KEY_INFO - 1 + SIGN_PK_SIZE, writer_kx_pk, KX_PK_SIZE);
+        err = hkdf_sha256(key, ACK_KEY_SIZE, shared, KX_SHARED_SIZE, NULL, 0, info, sizeof info);
+    }
+    secret_free(shared);
+    return err;
+}
+
+/* HMAC-SHA256(key, tag || body): the tag keeps ack MACs apart from any other use of the key. */
+static psl_err ack_mac(uint8_t out[HASH_SIZE], const struct ack *a, const uint8_t key[ACK_KEY_SIZE])
+{
+    uint8_t msg[sizeof ACK_TAG - 1 + ACK_BODY_SIZE];
+    memcpy(msg, ACK_TAG, sizeof ACK_TAG - 1);
+    ack_encode_body(a, msg + sizeof ACK_TAG - 1);
+    return hmac_sha256(out, key, ACK_KEY_SIZE, msg, sizeof msg);
+}
+
+psl_err ack_key_for_writer(uint8_t key[ACK_KEY_SIZE], const struct kx_keypair *server_kx,
+                           const uint8_t server_pk[SIGN_PK_SIZE],
+                           const uint8_t writer_kx_pk[KX_PK_SIZE])
+{
+    return ack_key_derive(key, server_kx, writer_kx_pk, server_pk, writer_kx_pk);
+}
+
+psl_err ack_key_for_server(uint8_t key[ACK_KEY_SIZE], const struct kx_keypair *writer_kx,
+                           const uint8_t server_pk[SIGN_PK_SIZE])
+{
+    uint8_t server_kx_pk[KX_PK_SIZE];
+    psl_err err = kx_pk_from_sign_pk(server_kx_pk, server_pk);
+    if (err)
+        return err;
+    return ack_key_derive(key, writer_kx, server_kx_pk, server_pk, writer_kx->pk);
+}
+
+psl_err ack_keys_init(struct ack_keys *ks, const struct kx_keypair *writer_kx,
+                      const struct capsule_meta *m)
+{
+    ks->k = NULL;
+    ks->count = 0;
+    if (!m->replica_count)
+        return PSL_OK;
+    uint8_t *k = secret_alloc((size_t)m->replica_count * ACK_KEY_SIZE);
+    if (!k)
+        return PSL_ERR_NOMEM;
+    for (unsigned i = 0; i < m->replica_count; i++) {
+        psl_err err = ack_key_for_server(k + (size_t)i * ACK_KEY_SIZE, writer_kx, m->replicas[i]);
+        if (err) {
+            secret_free(k);
+            return err;
+        }
+    }
+    ks->k = k;
+    ks->count = m->replica_count;
+    return PSL_OK;
+}
+
+void ack_keys_free(struct ack_keys *ks)
+{
+    secret_free(ks->k);
+    ks->k = NULL;
+    ks->count = 0;
+}
+
+psl_err ack_sign(struct ack *a, const struct signer *server, const uint8_t key[ACK_KEY_SIZE])
 {
     memcpy(a->server_pk, server->pk, SIGN_PK_SIZE);
+    psl_err err = ack_mac(a->mac, a, key);
+    if (err)
+        return err;
     uint8_t h[HASH_SIZE];
     ack_digest(h, a);
-    sign_tagged(server, a->sig, ACK_SIG_TAG, h);
+    sign_tagged(server, a->sig, ACK_TAG, h);
+    return PSL_OK;
+}
+
+psl_err ack_sign_for(struct ack *a, const struct signer *server,
+                     const uint8_t writer_kx_pk[KX_PK_SIZE])
+{
+    struct kx_keypair kx;
+    psl_err err = kx_from_signer(&kx, server);
+    if (err)
+        return err;
+    uint8_t *key = secret_alloc(ACK_KEY_SIZE);
+    if (!key)
+        err = PSL_ERR_NOMEM;
+    else if (!(err = ack_key_for_writer(key, &kx, server->pk, writer_kx_pk)))
+        err = ack_sign(a, server, key);
+    secret_free(key);
+    kx_deinit(&kx);
+    return err;
 }
 
 void ack_encode(const struct ack *a, uint8_t out[ACK_SIZE])
 {
     ack_encode_body(a, out);
-    memcpy(out + ACK_BODY_SIZE, a->sig, SIGN_SIG_SIZE);
+    memcpy(out + ACK_BODY_SIZE, a->mac, HASH_SIZE);
+    memcpy(out + ACK_BODY_SIZE + HASH_SIZE, a->sig, SIGN_SIG_SIZE);
 }
 
 psl_err ack_decode(struct ack *out, const uint8_t *buf, size_t size)
@@ -64,6 +165,7 @@ psl_err ack_decode(struct ack *out, const uint8_t *buf, size_t size)
     a.seq = rd_u64(&r);
     rd_copy(&r, a.record_hash, HASH_SIZE);
     rd_copy(&r, a.server_pk, SIGN_PK_SIZE);
+    rd_copy(&r, a.mac, HASH_SIZE);
     rd_copy(&r, a.sig, SIGN_SIG_SIZE);
     psl_err err = rd_finish(&r);
     if (err)
@@ -74,17 +176,45 @@ psl_err ack_decode(struct ack *out, const uint8_t *buf, size_t size)
     return PSL_OK;
 }
 
-psl_err ack_verify(const struct ack *a, const struct capsule_meta *m)
+/* What both checks share: the capsule, a real seq, a replica-set server (its index). */
+static psl_err ack_check_common(const struct ack *a, const struct capsule_meta *m, int *idx)
 {
     if (memcmp(a->capsule, m->name, HASH_SIZE) != 0)
         return PSL_ERR_WRONG_CAPSULE;
     if (a->seq == 0)
         return PSL_ERR_BAD_SEQ;
-    if (meta_replica_index(m, a->server_pk) < 0)
+    if ((*idx = meta_replica_index(m, a->server_pk)) < 0)
         return PSL_ERR_NOT_REPLICA;
+    return PSL_OK;
+}
+
+psl_err ack_verify(const struct ack *a, const struct capsule_meta *m)
+{
+    int idx;
+    psl_err err = ack_check_common(a, m, &idx);
+    if (err)
+        return err;
     uint8_t h[HASH_SIZE];
     ack_digest(h, a);
-    if (!sign_verify_tagged(a->server_pk, a->sig, ACK_SIG_TAG, h))
+    if (!sign_verify_tagged(a->server_pk, a->sig, ACK_TAG, h))
         return PSL_ERR_BAD_SIGNATURE;
+    return PSL_OK;
+}
+
+psl_err ack_verify_mac(const struct ack *a, const struct capsule_meta *m,
+                       const struct ack_keys *ks, int *server_index)
+{
+    int idx;
+    psl_err err = ack_check_common(a, m, &idx);
+    if (err)
+        return err;
+    if ((unsigned)idx >= ks->count)
+        return PSL_ERR_NOT_REPLICA; /* keys made for other metadata */
+    uint8_t mac[HASH_SIZE];
+    if ((err = ack_mac(mac, a, ks->k + (size_t)idx * ACK_KEY_SIZE)))
+        return err;
+    if (!ct_equal(mac, a->mac, HASH_SIZE))
+        return PSL_ERR_BAD_MAC;
+    *server_index = idx;
     return PSL_OK;
 }

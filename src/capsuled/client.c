@@ -40,6 +40,8 @@ struct cwriter {
     uint64_t resend_at_ns; /* no re-send before this: resend_ms after the last progress */
     unsigned backoff;      /* resend_ms multiplier while stalled (to RESEND_BACKOFF_MAX) */
     struct durability dur;
+    struct ack_keys keys;  /* the writer's ACK MAC keys, when the caller gave its key pair;
+                            * without them its ACKs are checked by signature (set once) */
 };
 
 struct creply {
@@ -112,17 +114,30 @@ static void on_ack(void *ctx, const char *topic, const uint8_t *data, size_t siz
     struct capsule_client *c = ctx;
     struct ack a;
     int idx = -1;
-    /* The metadata never changes after open: verify without holding the lock. */
-    bool valid = ack_decode(&a, data, size) == PSL_OK && ack_verify(&a, &c->meta) == PSL_OK &&
-                 (idx = meta_replica_index(&c->meta, a.server_pk)) >= 0;
+    if (ack_decode(&a, data, size) != PSL_OK) {
+        pthread_mutex_lock(&c->mu);
+        c->st.acks_rejected++;
+        pthread_mutex_unlock(&c->mu);
+        return;
+    }
+    /* Writers are never removed while subscribed and their keys are set before their first
+     * record: look the writer up, then verify without holding the lock. */
+    pthread_mutex_lock(&c->mu);
+    struct cwriter *w = find_writer(c, a.writer);
+    const struct ack_keys *ks = w && w->keys.count ? &w->keys : NULL;
+    pthread_mutex_unlock(&c->mu);
+    if (!w)
+        return; /* not ours */
+    bool valid = ks ? ack_verify_mac(&a, &c->meta, ks, &idx) == PSL_OK
+                    : ack_verify(&a, &c->meta) == PSL_OK &&
+                          (idx = meta_replica_index(&c->meta, a.server_pk)) >= 0;
     pthread_mutex_lock(&c->mu);
     if (!valid) {
         c->st.acks_rejected++;
         pthread_mutex_unlock(&c->mu);
         return;
     }
-    struct cwriter *w = find_writer(c, a.writer);
-    if (!w || a.seq > w->max_seq || a.seq <= w->dur.acked[idx]) {
+    if (a.seq > w->max_seq || a.seq <= w->dur.acked[idx]) {
         pthread_mutex_unlock(&c->mu);
         return; /* not ours, from the future, or old news */
     }
@@ -275,6 +290,7 @@ void capsule_client_close(struct capsule_client *c)
         for (size_t j = 0; j < w->count; j++)
             free(w->recs[j].data);
         free(w->recs);
+        ack_keys_free(&w->keys);
         free(w);
     }
     PSL_ASSERT(c->reqs == NULL); /* every request waits for its answers before returning */
@@ -283,12 +299,21 @@ void capsule_client_close(struct capsule_client *c)
     free(c);
 }
 
-/* Creates the writer's entry and subscribes to its ACK topic (caller does not hold mu). */
-static psl_err writer_add(struct capsule_client *c, const uint8_t id[HASH_SIZE])
+/* Creates the writer's entry (with its ACK keys when kx is given) and subscribes to its ACK
+ * topic (caller does not hold mu). */
+static psl_err writer_add(struct capsule_client *c, const uint8_t id[HASH_SIZE],
+                          const struct kx_keypair *kx)
 {
     struct cwriter *w = calloc(1, sizeof *w);
     if (!w)
         return PSL_ERR_NOMEM;
+    if (kx) {
+        psl_err kerr = ack_keys_init(&w->keys, kx, &c->meta);
+        if (kerr) {
+            free(w);
+            return kerr;
+        }
+    }
     memcpy(w->id, id, HASH_SIZE);
     durability_init(&w->dur, c->meta.replica_count, c->meta.quorum_k);
     char whex[2 * HASH_SIZE + 1], topic[FABRIC_TOPIC_SIZE_MAX];
@@ -296,20 +321,32 @@ static psl_err writer_add(struct capsule_client *c, const uint8_t id[HASH_SIZE])
     topic_capsule(topic, c->meta.name, "ack", whex);
     psl_err err = fabric_subscribe(c->cfg.fabric, topic, on_ack, c, &w->sub_id);
     if (err) {
+        ack_keys_free(&w->keys);
         free(w);
         return err;
     }
     pthread_mutex_lock(&c->mu);
-    if (find_writer(c, id) || c->writer_count == CLIENT_WRITERS_MAX) {
-        err = find_writer(c, id) ? PSL_OK : PSL_ERR_TOO_LARGE;
+    struct cwriter *old = find_writer(c, id);
+    if (old || c->writer_count == CLIENT_WRITERS_MAX) {
+        err = old ? PSL_OK : PSL_ERR_TOO_LARGE;
+        if (old && !old->keys.count) { /* seen through a publish first: adopt its keys now */
+            old->keys = w->keys;
+            w->keys = (struct ack_keys){0};
+        }
         pthread_mutex_unlock(&c->mu);
         fabric_unsubscribe(c->cfg.fabric, w->sub_id);
+        ack_keys_free(&w->keys);
         free(w);
         return err;
     }
     c->writers[c->writer_count++] = w;
     pthread_mutex_unlock(&c->mu);
     return PSL_OK;
+}
+
+psl_err capsule_client_add_writer(struct capsule_client *c, const struct writer_keys *wk)
+{
+    return writer_add(c, wk->writer_id, &wk->kx);
 }
 
 psl_err capsule_client_publish(struct capsule_client *c, const uint8_t *rec, size_t size,
@@ -324,7 +361,7 @@ psl_err capsule_client_publish(struct capsule_client *c, const uint8_t *rec, siz
     pthread_mutex_lock(&c->mu);
     bool known = find_writer(c, v.h.writer) != NULL;
     pthread_mutex_unlock(&c->mu);
-    if (!known && (err = writer_add(c, v.h.writer)))
+    if (!known && (err = writer_add(c, v.h.writer, NULL)))
         return err;
     uint8_t *copy = malloc(size);
     if (!copy)

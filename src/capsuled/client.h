@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "capsule/proto.h"
+#include "capsule/record.h"
 #include "fabric/fabric.h"
 
 struct capsule_client_config {
@@ -32,6 +33,12 @@ psl_err capsule_client_open(struct capsule_client **out,
                             const struct capsule_client_config *cfg) PSL_MUST_USE;
 void capsule_client_close(struct capsule_client *c);
 
+/* Registers a writer whose records this client publishes, with its key pair: its ACKs are
+ * then checked by their MACs (about a microsecond each; DESIGN §3.4 as amended in
+ * docs/protocol.md). Writers never registered are tracked by ACK signatures (~70 us each): a
+ * client that relays records it did not write can still tell when they are durable. */
+psl_err capsule_client_add_writer(struct capsule_client *c,
+                                  const struct writer_keys *wk) PSL_MUST_USE;
 /* Publishes a record (copied and kept until durable). Records of one writer must be published
  * in seq order. Blocks while too many bytes are unacknowledged, up to timeout_ms
  * (PSL_ERR_TIMEOUT). */

@@ -36,6 +36,8 @@ struct writer_entry {
     uint64_t ae_contig;   /* our contiguous head at the last gossip round: still moving means
                            * live records are flowing, so anti-entropy waits */
     uint64_t acked_seq;   /* highest seq acknowledged (guarded by ack_mu) */
+    uint8_t *ack_key;     /* the ACK MAC key shared with this writer (secret memory), derived
+                           * from its certified kx key at its first ACK */
 };
 
 struct pending_rec {
@@ -61,6 +63,7 @@ struct served {
     pthread_mutex_t ack_mu; /* serialises ACKs so that each writer's ACKs never go backwards */
     struct writer_entry *w;
     size_t w_cap, w_count;
+    uint8_t *ack_key;    /* scratch copy of the key of the ACK being made (guarded by ack_mu) */
     size_t *dirty;       /* indices into w of writers due an ACK */
     size_t dirty_count, dirty_cap;
     struct pending_rec *pending;
@@ -69,6 +72,7 @@ struct served {
 
 struct capsuled {
     struct capsuled_config cfg;
+    struct kx_keypair kx; /* the server key's X25519 form, for ACK keys */
     struct store *store;
     pthread_mutex_t mu; /* guards caps list and counters */
     struct served *caps;
@@ -177,6 +181,35 @@ static void mark_dirty(struct served *sc, struct writer_entry *e)
     sc->dirty[sc->dirty_count++] = (size_t)(e - sc->w);
 }
 
+/* A writer's certificate (re)learned: a new kx key means a new ACK key. Under sc->mu. */
+static void set_cert(struct writer_entry *e, const struct writer_cert *c)
+{
+    if (e->ack_key && memcmp(e->cert.kx_pk, c->kx_pk, KX_PK_SIZE) != 0) {
+        secret_free(e->ack_key);
+        e->ack_key = NULL;
+    }
+    e->cert = *c;
+    e->has_cert = true;
+}
+
+/* Copies the writer's ACK key into sc->ack_key, deriving it at the first ACK. Under sc->mu and
+ * ack_mu. A writer without a known certificate gets no ACK (nothing of it is stored). */
+static bool ack_key_get(struct served *sc, struct writer_entry *e)
+{
+    if (!e->has_cert)
+        return false;
+    if (!e->ack_key) {
+        uint8_t *k = secret_alloc(ACK_KEY_SIZE);
+        if (!k || ack_key_for_writer(k, &sc->srv->kx, sc->srv->cfg.key->pk, e->cert.kx_pk)) {
+            secret_free(k);
+            return false;
+        }
+        e->ack_key = k;
+    }
+    memcpy(sc->ack_key, e->ack_key, ACK_KEY_SIZE);
+    return true;
+}
+
 /* ---- publishing ---- */
 
 static void publish_request(struct served *sc, const char *topic, uint8_t type,
@@ -204,17 +237,20 @@ static void publish_ack(struct served *sc, const uint8_t writer[HASH_SIZE])
         goto out;
     pthread_mutex_lock(&sc->mu);
     struct writer_entry *e = writer_slot(sc, writer, false);
-    bool backwards = e && h.contiguous < e->acked_seq;
-    if (e && !backwards)
+    bool ok = e && h.contiguous >= e->acked_seq && ack_key_get(sc, e);
+    if (ok)
         e->acked_seq = h.contiguous;
     pthread_mutex_unlock(&sc->mu);
-    if (backwards)
-        goto out;
+    if (!ok)
+        goto out; /* backwards, or no key for this writer */
     struct ack a = {.seq = h.contiguous};
     memcpy(a.capsule, sc->meta.name, HASH_SIZE);
     memcpy(a.writer, writer, HASH_SIZE);
     memcpy(a.record_hash, h.hash, HASH_SIZE);
-    ack_sign(&a, s->cfg.key);
+    psl_err err = ack_sign(&a, s->cfg.key, sc->ack_key);
+    secret_wipe(sc->ack_key, ACK_KEY_SIZE);
+    if (err)
+        goto out;
     uint8_t wire[ACK_SIZE];
     ack_encode(&a, wire);
     char whex[2 * HASH_SIZE + 1], topic[FABRIC_TOPIC_SIZE_MAX];
@@ -441,10 +477,8 @@ static void handle_record(struct served *sc, const uint8_t *data, size_t size, b
         }
         pthread_mutex_lock(&sc->mu);
         struct writer_entry *e = writer_slot(sc, c.writer_id, true);
-        if (e) {
-            e->cert = c;
-            e->has_cert = true;
-        }
+        if (e)
+            set_cert(e, &c);
         pthread_mutex_unlock(&sc->mu);
         if (!e) {
             count_reject(s, PSL_ERR_TOO_LARGE);
@@ -836,13 +870,21 @@ psl_err capsuled_start(struct capsuled **out, const struct capsuled_config *cfg)
     rng_bytes(s->requester, HASH_SIZE);
     hex_encode(s->requester_hex, s->requester, HASH_SIZE);
     hex_encode(s->server_hex, cfg->key->pk, SIGN_PK_SIZE);
+    psl_err err = kx_from_signer(&s->kx, cfg->key);
+    if (err) {
+        pthread_mutex_destroy(&s->mu);
+        pthread_cond_destroy(&s->ae_cv);
+        free(s);
+        return err;
+    }
     struct store_config sc = {.dir = cfg->data_dir,
                               .map_size_bytes = cfg->map_size_bytes,
                               .commit_window_us = s->cfg.commit_window_us,
                               .batch_done = on_batch_done,
                               .batch_ctx = s};
-    psl_err err = store_open(&s->store, &sc);
+    err = store_open(&s->store, &sc);
     if (err) {
+        kx_deinit(&s->kx);
         pthread_mutex_destroy(&s->mu);
         pthread_cond_destroy(&s->ae_cv);
         free(s);
@@ -874,8 +916,7 @@ static bool load_cert_record(void *ctx, const uint8_t *rec, size_t size)
     }
     struct writer_entry *e = writer_slot(c->sc, cert.writer_id, true);
     if (e) {
-        e->cert = cert;
-        e->has_cert = true;
+        set_cert(e, &cert);
         c->loaded++;
     }
     return false;
@@ -913,6 +954,10 @@ psl_err capsuled_serve(struct capsuled *s, const uint8_t *meta_raw, size_t meta_
     memcpy(sc->meta_raw, meta_raw, meta_size);
     sc->meta_size = meta_size;
     sc->srv = s;
+    if (!(sc->ack_key = secret_alloc(ACK_KEY_SIZE))) {
+        err = PSL_ERR_NOMEM;
+        goto out_free;
+    }
     pthread_mutex_init(&sc->mu, NULL);
     pthread_mutex_init(&sc->ack_mu, NULL);
     if ((err = store_meta_put(s->store, sc->meta.name, meta_raw, meta_size)))
@@ -959,6 +1004,7 @@ out_mutex:
     pthread_mutex_destroy(&sc->ack_mu);
     pthread_mutex_destroy(&sc->mu);
 out_free:
+    secret_free(sc->ack_key);
     free(sc);
     return err;
 }
@@ -1069,12 +1115,16 @@ void capsuled_stop(struct capsuled *s)
             sc->pending = p->next;
             free(p);
         }
+        for (size_t i = 0; i < sc->w_cap; i++)
+            secret_free(sc->w[i].ack_key);
         free(sc->w);
         free(sc->dirty);
+        secret_free(sc->ack_key);
         pthread_mutex_destroy(&sc->ack_mu);
         pthread_mutex_destroy(&sc->mu);
         free(sc);
     }
+    kx_deinit(&s->kx);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->ae_cv);
     LOG_INFO("capsuled", "msg=\"server stopped\" server=%.16s", s->server_hex);

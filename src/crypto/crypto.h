@@ -81,6 +81,16 @@ struct kx_keypair {
 };
 psl_err kx_init(struct kx_keypair *kp, const uint8_t seed[32]) PSL_MUST_USE;
 void kx_deinit(struct kx_keypair *kp);
+/* The X25519 form of a signing key pair (RFC 7748 birational map; libsodium's conversion), for
+ * parties whose only published key is their Ed25519 one (storage servers). */
+psl_err kx_from_signer(struct kx_keypair *kp, const struct signer *s) PSL_MUST_USE;
+/* The X25519 form of an Ed25519 public key; PSL_ERR_CRYPTO when it is not a valid point. */
+psl_err kx_pk_from_sign_pk(uint8_t out[KX_PK_SIZE], const uint8_t pk[SIGN_PK_SIZE]) PSL_MUST_USE;
+#define KX_SHARED_SIZE 32u
+/* X25519 agreement into out (the caller's secret memory); PSL_ERR_CRYPTO for a peer key of
+ * small order (an all-zero result), so a hostile key cannot force a known secret. */
+psl_err kx_agree(uint8_t out[KX_SHARED_SIZE], const struct kx_keypair *kp,
+                 const uint8_t peer_pk[KX_PK_SIZE]) PSL_MUST_USE;
 /* out must hold msg_size + SEAL_OVERHEAD bytes. Anonymous: callers that need the sender's
  * identity also sign what they seal. */
 psl_err seal_box(uint8_t *out, const void *msg, size_t msg_size,

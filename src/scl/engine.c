@@ -171,6 +171,7 @@ struct scl_engine {
     struct scl_config cfg;
     struct capsule_meta meta;
     struct writer_keys keys;
+    struct ack_keys ack_keys; /* MAC keys shared with each replica-set server, for its ACKs */
     struct writer_cert cert;
     struct delegation deleg;
     bool has_deleg;
@@ -1227,6 +1228,10 @@ psl_err scl_create(struct scl_engine **out, const struct scl_config *cfg, struct
         goto out_free_rd;
     if (memtable_init(&e->mt, hkey) != PSL_OK)
         goto out_free_crd;
+    if (ack_keys_init(&e->ack_keys, &wk->kx, cfg->meta) != PSL_OK) {
+        memtable_deinit(&e->mt);
+        goto out_free_crd;
+    }
     memcpy(e->capsule_key, cfg->capsule_key, AEAD_KEY_SIZE);
     e->keys = *wk; /* taken */
     memset(wk, 0, sizeof *wk);
@@ -1324,6 +1329,7 @@ void scl_destroy(struct scl_engine *e)
     free(e->sync_pending);
     memtable_deinit(&e->mt);
     writer_keys_deinit(&e->keys);
+    ack_keys_free(&e->ack_keys);
     secret_free(e->capsule_key);
     if (e->buf)
         secret_wipe(e->buf, e->buf_size);
@@ -2191,10 +2197,10 @@ static void release_durable(struct scl_engine *e)
 psl_err scl_on_ack(struct scl_engine *e, const uint8_t *data, size_t size)
 {
     struct ack a;
+    int idx = -1;
     psl_err err = ack_decode(&a, data, size);
     if (!err)
-        err = ack_verify(&a, &e->meta);
-    int idx = err ? -1 : meta_replica_index(&e->meta, a.server_pk);
+        err = ack_verify_mac(&a, &e->meta, &e->ack_keys, &idx);
     pthread_mutex_lock(&e->mu);
     if (err || idx < 0) {
         reject(e, err ? err : PSL_ERR_NOT_REPLICA);

@@ -546,7 +546,7 @@ static void gen_ack(struct gen *g, const struct gen_record *r, unsigned server, 
     memcpy(a.capsule, g->fx.meta.name, HASH_SIZE);
     memcpy(a.writer, g->keys[r->writer]->writer_id, HASH_SIZE);
     memcpy(a.record_hash, r->hash, HASH_SIZE);
-    ack_sign(&a, &g->fx.servers[server]);
+    gen_ok(ack_sign_for(&a, &g->fx.servers[server], g->keys[r->writer]->kx.pk), name);
     PSL_ASSERT(ack_verify(&a, &g->fx.meta) == expect);
     uint8_t out[ACK_SIZE];
     ack_encode(&a, out);
@@ -555,6 +555,8 @@ static void gen_ack(struct gen *g, const struct gen_record *r, unsigned server, 
         gen_write_cut(g, "ack", "ack-truncated", out, sizeof out - 1);
         gen_write_flip(g, "ack", "ack-bad-magic", out, sizeof out, 2, 0x04);
         gen_write_flip(g, "ack", "ack-bad-signature", out, sizeof out, sizeof out - 2, 0x04);
+        gen_write_flip(g, "ack", "ack-bad-mac", out, sizeof out, ACK_SIZE - SIGN_SIG_SIZE - 1,
+                       0x04);
     }
 }
 

@@ -611,9 +611,18 @@ static void twriter_init(struct twriter *w, struct tool *t, unsigned index,
     memset(w, 0, sizeof *w);
     w->t = t;
     w->index = index;
-    psl_err err = writer_keys_init(&w->wk, sign_seed, NULL, t->capsule_key);
+    /* A writer made again from its signing seed (the victim) keeps its kx key too: servers
+     * know that one from its CERT and derive its ACK keys from it. */
+    uint8_t kx_seed[HASH_SIZE];
+    if (sign_seed)
+        hash_sha256(kx_seed, sign_seed, SIGN_SEED_SIZE);
+    psl_err err = writer_keys_init(&w->wk, sign_seed, sign_seed ? kx_seed : NULL, t->capsule_key);
+    secret_wipe(kx_seed, sizeof kx_seed);
     if (err)
         die("writer_keys_init", err);
+    /* Its ACKs are then checked by their MACs, as a writer does. */
+    if (t->client && (err = capsule_client_add_writer(t->client, &w->wk)))
+        die("capsule_client_add_writer", err);
     uint64_t now = clock_wall_ms();
     w->cert.role = ROLE_WORKER;
     memcpy(w->cert.capsule, t->meta.name, HASH_SIZE);

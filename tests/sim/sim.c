@@ -142,6 +142,7 @@ struct swriter {
     struct srec *rec; /* index seq */
     size_t cap;
     uint64_t contiguous, max_seq, acked;
+    uint8_t *ack_key; /* shared with the writer for its ACK MACs (secret memory), at first use */
 };
 
 struct spend {
@@ -425,11 +426,22 @@ static void srv_ack(struct sim *s, unsigned si, struct swriter *w)
     size_t dst = node_of_writer(s, w->id);
     if (dst == SIZE_MAX || !s->n[dst].alive)
         return;
+    if (!w->has_cert)
+        return;
+    if (!w->ack_key) {
+        struct kx_keypair kx;
+        if (!(w->ack_key = secret_alloc(ACK_KEY_SIZE)) || kx_from_signer(&kx, &s->srv[si].key))
+            abort();
+        if (ack_key_for_writer(w->ack_key, &kx, s->srv[si].key.pk, w->cert.kx_pk))
+            abort();
+        kx_deinit(&kx);
+    }
     struct ack a = {.seq = w->contiguous};
     memcpy(a.capsule, s->meta.name, HASH_SIZE);
     memcpy(a.writer, w->id, HASH_SIZE);
     memcpy(a.record_hash, w->rec[w->contiguous].hash, HASH_SIZE);
-    ack_sign(&a, &s->srv[si].key);
+    if (ack_sign(&a, &s->srv[si].key, w->ack_key))
+        abort();
     uint8_t buf[ACK_SIZE];
     ack_encode(&a, buf);
     fab_send(s, M_ACK, SRV_NODE + si, (unsigned)dst, buf, ACK_SIZE);
@@ -1158,7 +1170,8 @@ static void adv_step(struct sim *s)
             memcpy(a.capsule, s->meta.name, HASH_SIZE);
             memcpy(a.writer, s->n[i].id, HASH_SIZE);
             memcpy(a.record_hash, s->n[i].log[a.seq].hash, HASH_SIZE);
-            ack_sign(&a, &s->stranger);
+            if (ack_sign_for(&a, &s->stranger, s->n[i].cert.kx_pk))
+                abort();
             uint8_t buf[ACK_SIZE];
             ack_encode(&a, buf);
             for (int c = 0; c < 3; c++)
@@ -1655,6 +1668,7 @@ static void free_all(struct sim *s)
             for (size_t q = 0; q < v->w[k].cap; q++)
                 free(v->w[k].rec[q].data);
             free(v->w[k].rec);
+            secret_free(v->w[k].ack_key);
         }
         free(v->w);
         while (v->pending) {

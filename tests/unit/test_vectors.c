@@ -94,9 +94,16 @@ static psl_err verify_vec(const char *name, const uint8_t *b, size_t n)
     }
     if (!strcmp(name, "ack")) {
         struct ack a;
-        if ((err = ack_decode(&a, b, n)))
+        if ((err = ack_decode(&a, b, n)) || (err = ack_verify(&a, &K->meta)))
             return err;
-        return ack_verify(&a, &K->meta);
+        /* and the MAC, as the writer (worker a) checks it */
+        struct ack_keys ks;
+        int idx;
+        if ((err = ack_keys_init(&ks, &K->worker_a.kx, &K->meta)))
+            return err;
+        err = ack_verify_mac(&a, &K->meta, &ks, &idx);
+        ack_keys_free(&ks);
+        return err;
     }
     if (!strcmp(name, "data_payload")) {
         struct kv_op ops[8];

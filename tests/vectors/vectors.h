@@ -247,7 +247,7 @@ static void vec_build(struct vec_keys *k)
     memcpy(a.capsule, m->name, HASH_SIZE);
     memcpy(a.writer, k->worker_a.writer_id, HASH_SIZE);
     hash_sha256(a.record_hash, "record", 6);
-    ack_sign(&a, &k->server[1]);
+    PSL_ASSERT(ack_sign_for(&a, &k->server[1], k->worker_a.kx.pk) == PSL_OK);
     ack_encode(&a, buf);
     vec_add(k, "ack", buf, ACK_SIZE);
 }
