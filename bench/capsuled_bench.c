@@ -706,22 +706,25 @@ static void cpu_report(const char *phase, const struct cpu_snap *a, const struct
 static void server_stats(const struct fed *f, const char *phase, double stored0[SERVERS],
                          double commits0[SERVERS], double dup0[SERVERS], double ae0[SERVERS])
 {
+    static double inl0[SERVERS]; /* like the others: the previous call's values */
     for (int i = 0; i < SERVERS; i++) {
         double stored = metric(f->metrics_port[i], "psl_capsuled_records_stored_total");
         double commits = metric(f->metrics_port[i], "psl_capsuled_commits_total");
+        double inl = metric(f->metrics_port[i], "psl_capsuled_inline_commits_total");
         double dup = metric(f->metrics_port[i], "psl_capsuled_records_duplicate_total");
         double ae = metric(f->metrics_port[i], "psl_capsuled_anti_entropy_records_total");
         double p50 =
             metric(f->metrics_port[i], "psl_capsuled_commit_latency_seconds{quantile=\"0.5\"}");
         if (phase)
-            printf("breakdown %s: server %d stored %.0f in %.0f commits (%.1f per batch), "
-                   "duplicates %.0f "
+            printf("breakdown %s: server %d stored %.0f in %.0f commits (%.1f per batch, %.0f "
+                   "inline), duplicates %.0f "
                    "(anti-entropy fetched %.0f), commit p50 ~%.0f us (whole run)\n",
                    phase, i, stored - stored0[i], commits - commits0[i],
                    (stored - stored0[i]) / (commits - commits0[i] > 0 ? commits - commits0[i] : 1),
-                   dup - dup0[i], ae - ae0[i], p50 * 1e6);
+                   inl - inl0[i], dup - dup0[i], ae - ae0[i], p50 * 1e6);
         stored0[i] = stored;
         commits0[i] = commits;
+        inl0[i] = inl;
         dup0[i] = dup;
         ae0[i] = ae;
     }

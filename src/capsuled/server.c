@@ -881,7 +881,9 @@ psl_err capsuled_start(struct capsuled **out, const struct capsuled_config *cfg)
                               .map_size_bytes = cfg->map_size_bytes,
                               .commit_window_us = s->cfg.commit_window_us,
                               .batch_done = on_batch_done,
-                              .batch_ctx = s};
+                              .batch_ctx = s,
+                              /* record handlers hold no lock when they append */
+                              .inline_when_idle = true};
     err = store_open(&s->store, &sc);
     if (err) {
         kx_deinit(&s->kx);
@@ -1175,6 +1177,9 @@ size_t capsuled_metrics(struct capsuled *s, char *buf, size_t cap)
          "psl_capsuled_acks_sent_total %" PRIu64 "\n", st.acks_sent);
     EMIT("# TYPE psl_capsuled_commits_total counter\n"
          "psl_capsuled_commits_total %" PRIu64 "\n", st.store.commits);
+    EMIT("# HELP psl_capsuled_inline_commits_total Commits made by the thread that received the record (idle store).\n"
+         "# TYPE psl_capsuled_inline_commits_total counter\n"
+         "psl_capsuled_inline_commits_total %" PRIu64 "\n", st.store.inline_commits);
     EMIT("# HELP psl_capsuled_commit_latency_seconds Group commit latency (WAL write + fdatasync + apply).\n"
          "# TYPE psl_capsuled_commit_latency_seconds summary\n"
          "psl_capsuled_commit_latency_seconds{quantile=\"0.5\"} %.6f\n"

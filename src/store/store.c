@@ -88,6 +88,8 @@
 #define CKPT_WAL_BYTES    (16u << 20)   /* checkpoint after a batch leaves this much */
 #define CKPT_INTERVAL_NS  1000000000ull /* ...or this long after the first frame of a generation */
 #define HOT_MAP_MIN       (256ull << 20)
+#define STORE_QUIET_NS    200000ull     /* an append after at least this long idle may commit
+                                         * inline (inline_when_idle) */
 
 struct pending {
     struct pending *next;
@@ -128,6 +130,10 @@ struct store {
     struct pending *head, *tail;
     size_t pending_bytes;
     uint64_t first_ns; /* arrival of the oldest pending append */
+    uint64_t last_append_ns; /* arrival of the newest append */
+    bool committing;   /* a batch is being committed (by the committer, or inline) */
+    uint64_t commit_avg_ns; /* moving average of commit times (1/8 weight to the newest) */
+    bool inline_idle;  /* an append to an idle store commits on the appending thread */
     bool stopping;
     bool full;
     uint64_t full_since_ns;
@@ -751,6 +757,8 @@ static bool checkpoint_due(const struct store *s, uint64_t now, uint64_t *wait_n
     *wait_ns = 0;
     if (s->wal_pos == WAL_DATA_OFFSET)
         return false;
+    if (s->wal_pos - WAL_DATA_OFFSET >= CKPT_WAL_BYTES) /* grown by inline batches */
+        return true;
     uint64_t due = s->wal_first_ns + CKPT_INTERVAL_NS;
     if (s->ckpt_retry_ns > due)
         due = s->ckpt_retry_ns;
@@ -760,11 +768,74 @@ static bool checkpoint_due(const struct store *s, uint64_t now, uint64_t *wait_n
     return false;
 }
 
+/* Commits everything queued as one batch and runs its callbacks. Called with mu held and a
+ * batch queued; returns with mu held, the batch done, and the WAL's size after it in *wal_out
+ * (0 when it failed). Whoever calls it is the only committer until it returns (committing). */
+static void run_batch(struct store *s, uint64_t *wal_out)
+{
+    struct pending *batch = s->head;
+    size_t batch_bytes = s->pending_bytes;
+    s->head = s->tail = NULL;
+    s->pending_bytes = 0;
+    s->committing = true;
+    pthread_mutex_unlock(&s->mu);
+
+    uint64_t t0 = clock_mono_ns();
+    struct store_stats delta;
+    memset(&delta, 0, sizeof delta);
+    pthread_mutex_lock(&s->write_mu);
+    psl_err err = commit_batch(s, batch, batch_bytes, &delta);
+    uint64_t wal_bytes = s->wal_pos - WAL_DATA_OFFSET;
+    pthread_mutex_unlock(&s->write_mu);
+    uint64_t dt = clock_mono_ns() - t0;
+
+    note_result(s, err, true);
+    pthread_mutex_lock(&s->mu);
+    if (err) {
+        s->stats.failed_batches++;
+    } else {
+        s->stats.appends += delta.appends;
+        s->stats.duplicates += delta.duplicates;
+        s->stats.bytes += delta.bytes;
+        s->stats.forks += delta.forks;
+        s->stats.bad_prev += delta.bad_prev;
+        s->stats.commits++;
+        s->stats.commit_ns_total += dt;
+        if (dt > s->stats.commit_ns_max)
+            s->stats.commit_ns_max = dt;
+        unsigned b = 0;
+        for (uint64_t us = dt / 1000; us > 1 && b < 31; us >>= 1)
+            b++;
+        s->stats.commit_hist[b]++;
+        s->commit_avg_ns = s->commit_avg_ns ? s->commit_avg_ns - s->commit_avg_ns / 8 + dt / 8 : dt;
+    }
+    s->stats.wal_bytes = wal_bytes;
+    pthread_mutex_unlock(&s->mu);
+
+    while (batch) {
+        struct pending *p = batch;
+        batch = p->next;
+        if (p->cb)
+            p->cb(p->ctx, err ? err : p->result, p->hash);
+        free(p);
+    }
+    if (s->batch_done)
+        s->batch_done(s->batch_ctx);
+    pthread_mutex_lock(&s->mu);
+    s->committing = false;
+    pthread_cond_broadcast(&s->cv); /* the committer may be waiting for an inline batch */
+    *wal_out = err ? 0 : wal_bytes;
+}
+
 static void *committer_main(void *arg)
 {
     struct store *s = arg;
     pthread_mutex_lock(&s->mu);
     for (;;) {
+        if (s->committing) { /* an appending thread commits inline: after it, look again */
+            pthread_cond_wait(&s->cv, &s->mu);
+            continue;
+        }
         if (!s->head && !s->stopping) {
             /* The WAL's position and timers belong to whoever holds write_mu (store_collect
              * may checkpoint meanwhile): look at them, and checkpoint, under it. */
@@ -776,7 +847,7 @@ static void *committer_main(void *arg)
                 (void)checkpoint_noted(s, false);
             pthread_mutex_unlock(&s->write_mu);
             pthread_mutex_lock(&s->mu);
-            if (due || s->head || s->stopping) {
+            if (due || s->head || s->stopping || s->committing) {
                 continue;
             } else if (wait_ns) {
                 struct timespec ts;
@@ -798,58 +869,17 @@ static void *committer_main(void *arg)
             clock_deadline(&ts, deadline - now);
             pthread_cond_timedwait(&s->cv, &s->mu, &ts);
         }
-        struct pending *batch = s->head;
-        size_t batch_bytes = s->pending_bytes;
-        s->head = s->tail = NULL;
-        s->pending_bytes = 0;
-        pthread_mutex_unlock(&s->mu);
-
-        uint64_t t0 = clock_mono_ns();
-        struct store_stats delta;
-        memset(&delta, 0, sizeof delta);
-        pthread_mutex_lock(&s->write_mu);
-        psl_err err = commit_batch(s, batch, batch_bytes, &delta);
-        uint64_t wal_bytes = s->wal_pos - WAL_DATA_OFFSET;
-        pthread_mutex_unlock(&s->write_mu);
-        uint64_t dt = clock_mono_ns() - t0;
-
-        note_result(s, err, true);
-        pthread_mutex_lock(&s->mu);
-        if (err) {
-            s->stats.failed_batches++;
-        } else {
-            s->stats.appends += delta.appends;
-            s->stats.duplicates += delta.duplicates;
-            s->stats.bytes += delta.bytes;
-            s->stats.forks += delta.forks;
-            s->stats.bad_prev += delta.bad_prev;
-            s->stats.commits++;
-            s->stats.commit_ns_total += dt;
-            if (dt > s->stats.commit_ns_max)
-                s->stats.commit_ns_max = dt;
-            unsigned b = 0;
-            for (uint64_t us = dt / 1000; us > 1 && b < 31; us >>= 1)
-                b++;
-            s->stats.commit_hist[b]++;
-        }
-        s->stats.wal_bytes = wal_bytes;
-        pthread_mutex_unlock(&s->mu);
-
-        while (batch) {
-            struct pending *p = batch;
-            batch = p->next;
-            if (p->cb)
-                p->cb(p->ctx, err ? err : p->result, p->hash);
-            free(p);
-        }
-        if (s->batch_done)
-            s->batch_done(s->batch_ctx);
-        if (!err && wal_bytes >= CKPT_WAL_BYTES) {
+        if (!s->head || s->committing)
+            continue;
+        uint64_t wal_bytes;
+        run_batch(s, &wal_bytes);
+        if (wal_bytes >= CKPT_WAL_BYTES) {
+            pthread_mutex_unlock(&s->mu);
             pthread_mutex_lock(&s->write_mu);
             (void)checkpoint_noted(s, false);
             pthread_mutex_unlock(&s->write_mu);
+            pthread_mutex_lock(&s->mu);
         }
-        pthread_mutex_lock(&s->mu);
     }
     pthread_mutex_unlock(&s->mu);
     /* Closing: everything queued is committed; checkpoint so the next open replays nothing.
@@ -1024,6 +1054,7 @@ psl_err store_open(struct store **out, const struct store_config *cfg)
     s->wal_fd = -1;
     s->wal_pos = WAL_DATA_OFFSET;
     s->window_us = cfg->commit_window_us;
+    s->inline_idle = cfg->inline_when_idle;
     s->batch_bytes_max = cfg->commit_bytes_max ? cfg->commit_bytes_max : (8u << 20);
     s->batch_done = cfg->batch_done;
     s->batch_ctx = cfg->batch_ctx;
@@ -1195,15 +1226,33 @@ psl_err store_append(struct store *s, const struct record_view *v, store_append_
         free(p);
         return err;
     }
+    uint64_t now = clock_mono_ns();
+    /* Idle (nothing queued or committing, no window to gather in, and no append for twice
+     * the usual commit time, at least STORE_QUIET_NS): commit here rather than wake the
+     * committer, one thread handoff less on the latency of a lone record. Records that come
+     * closer together than commits take queue for the committer, which batches them while
+     * the appending threads go on verifying the next ones. */
+    uint64_t quiet = 2 * s->commit_avg_ns > STORE_QUIET_NS ? 2 * s->commit_avg_ns : STORE_QUIET_NS;
+    bool here = s->inline_idle && !s->window_us && !s->head && !s->committing &&
+                now - s->last_append_ns >= quiet;
+    s->last_append_ns = now;
     if (!s->head)
-        s->first_ns = clock_mono_ns();
+        s->first_ns = now;
     if (s->tail)
         s->tail->next = p;
     else
         s->head = p;
     s->tail = p;
     s->pending_bytes += p->size;
-    pthread_cond_signal(&s->cv);
+    if (here) {
+        uint64_t wal_bytes;
+        s->stats.inline_commits++;
+        run_batch(s, &wal_bytes);
+        if (wal_bytes >= CKPT_WAL_BYTES)
+            pthread_cond_signal(&s->cv); /* the committer checkpoints */
+    } else {
+        pthread_cond_signal(&s->cv);
+    }
     pthread_mutex_unlock(&s->mu);
     return PSL_OK;
 }

@@ -38,6 +38,11 @@ struct store_config {
     /* Optional: called on the committer thread after the callbacks of each batch have run. */
     void (*batch_done)(void *ctx);
     void *batch_ctx;
+    /* With no commit window: an append to an idle store (nothing queued or committing, none
+     * in the last 200 us) is committed by store_append itself, and its callback and batch_done
+     * run on the appending thread before store_append returns. Set it only when the appending
+     * threads hold no lock that the callbacks take. */
+    bool inline_when_idle;
 };
 
 struct store_head {
@@ -53,6 +58,7 @@ struct store_stats {
     uint64_t duplicates;        /* appends of records already stored (acknowledged again) */
     uint64_t bytes;             /* bytes of records durably stored */
     uint64_t commits;
+    uint64_t inline_commits;    /* of which committed on an appending thread (inline_when_idle) */
     uint64_t commit_ns_total;
     uint64_t commit_ns_max;
     uint64_t failed_batches;    /* batches refused because storage was full or failed */
@@ -82,7 +88,7 @@ psl_err store_meta_put(struct store *s, const uint8_t name[HASH_SIZE], const uin
 psl_err store_meta_each(struct store *s, void (*fn)(void *ctx, const uint8_t *raw, size_t size),
                         void *ctx) PSL_MUST_USE;
 
-/* Result of one append, from the committer thread: PSL_OK (durable, new or duplicate),
+/* Result of one append, from the committer thread (or the appending one: inline_when_idle): PSL_OK (durable, new or duplicate),
  * PSL_ERR_FORK (stored as evidence, not acknowledged), PSL_ERR_BAD_PREV (refused),
  * PSL_ERR_STORAGE_FULL or PSL_ERR_IO. */
 typedef void (*store_append_cb)(void *ctx, psl_err err, const uint8_t hash[HASH_SIZE]);
