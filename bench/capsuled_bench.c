@@ -64,6 +64,7 @@
 #include "capsule/record.h"
 #include "capsuled/client.h"
 #include "crypto/crypto.h"
+#include "base/assert.h"
 #include "fabric/fabric.h"
 
 #ifndef PSL_CAPSULED_PATH
@@ -464,7 +465,7 @@ static void on_echo(natsConnection *nc, natsSubscription *sub, natsMsg *msg, voi
 {
     (void)sub;
     (void)closure;
-    static const uint8_t ack[205];
+    static const uint8_t ack[ACK_SIZE];
     const char *reply = natsMsg_GetReply(msg);
     if (reply)
         natsConnection_Publish(nc, reply, ack, (int)sizeof ack);
@@ -482,16 +483,24 @@ static natsConnection *nats_conn(const char *url, bool asap)
     return nc;
 }
 
-static double nats_pubsub_rate(const char *url, size_t size, uint64_t count, uint64_t *dropped)
+/* Messages/s that every one of `subs` subscribers (each on its own connection, as the servers
+ * are) receives from one publisher: the slowest subscriber's count over its elapsed time. */
+static double nats_pubsub_rate(const char *url, size_t size, uint64_t count, unsigned subs,
+                               uint64_t *dropped)
 {
-    natsConnection *pub = nats_conn(url, false), *subc = nats_conn(url, false);
-    natsSubscription *sub = NULL;
-    static struct counter c;
-    c.n = 0;
-    if (natsConnection_Subscribe(&sub, subc, "bench.pubsub", on_count, &c) != NATS_OK)
-        die("libnats", "subscribe");
-    natsSubscription_SetPendingLimits(sub, -1, -1);
-    natsConnection_Flush(subc);
+    natsConnection *pub = nats_conn(url, false), *subc[SERVERS];
+    natsSubscription *sub[SERVERS];
+    static struct counter c[SERVERS];
+    PSL_ASSERT(subs >= 1 && subs <= SERVERS);
+    for (unsigned k = 0; k < subs; k++) {
+        subc[k] = nats_conn(url, false);
+        c[k].n = 0;
+        if (natsConnection_Subscribe(&sub[k], subc[k], "bench.pubsub", on_count, &c[k]) !=
+            NATS_OK)
+            die("libnats", "subscribe");
+        natsSubscription_SetPendingLimits(sub[k], -1, -1);
+        natsConnection_Flush(subc[k]);
+    }
     uint8_t *buf = calloc(1, size);
     if (!buf)
         die("malloc", "out of memory");
@@ -500,15 +509,23 @@ static double nats_pubsub_rate(const char *url, size_t size, uint64_t count, uin
         if (natsConnection_Publish(pub, "bench.pubsub", buf, (int)size) != NATS_OK)
             die("libnats", "publish");
     natsConnection_Flush(pub);
-    for (int i = 0; i < 3000 && c.n < count; i++)
-        usleep(10000);
-    double rate = (double)c.n / (c.t_last - t0);
-    int64_t d = 0;
-    natsSubscription_GetDropped(sub, &d);
-    *dropped = (uint64_t)d;
-    natsSubscription_Destroy(sub);
+    double rate = 0;
+    *dropped = 0;
+    for (unsigned k = 0; k < subs; k++) {
+        for (int i = 0; i < 3000 && c[k].n < count; i++)
+            usleep(10000);
+        double r = (double)c[k].n / (c[k].t_last - t0);
+        if (k == 0 || r < rate)
+            rate = r;
+        int64_t d = 0;
+        natsSubscription_GetDropped(sub[k], &d);
+        *dropped += (uint64_t)d;
+    }
+    for (unsigned k = 0; k < subs; k++) {
+        natsSubscription_Destroy(sub[k]);
+        natsConnection_Destroy(subc[k]);
+    }
     natsConnection_Destroy(pub);
-    natsConnection_Destroy(subc);
     free(buf);
     return rate;
 }
@@ -841,24 +858,28 @@ int main(int argc, char **argv)
     }
 
     /* Floors, measured before the servers exist so nothing else competes. */
-    double fsync_p50[SIZES], gc_rate[SIZES], gc_batch[SIZES], ps_rate[SIZES], rtt_p50[SIZES],
-        cpu_us[SIZES];
+    double fsync_p50[SIZES], gc_rate[SIZES], gc_batch[SIZES], ps_rate[SIZES], fan_rate[SIZES],
+        rtt_p50[SIZES], cpu_us[SIZES];
     for (int s = 0; s < SIZES; s++) {
         fsync_p50[s] = fsync_p50_us(f.dir, rec_size[s], 300);
         gc_rate[s] = group_commit_rate(f.dir, rec_size[s], FLOOR_WINDOW_US, &gc_batch[s]);
         uint64_t dropped;
         uint64_t count = s == 0 ? 200000 : 20000;
-        ps_rate[s] = nats_pubsub_rate(f.url, rec_size[s], count, &dropped);
+        ps_rate[s] = nats_pubsub_rate(f.url, rec_size[s], count, 1, &dropped);
         if (dropped)
             printf("note: the NATS floor subscriber dropped %" PRIu64 " messages\n", dropped);
+        fan_rate[s] = nats_pubsub_rate(f.url, rec_size[s], count, SERVERS, &dropped);
+        if (dropped)
+            printf("note: the NATS fan-out subscribers dropped %" PRIu64 " messages\n", dropped);
         rtt_p50[s] = nats_rtt_p50_us(f.url, rec_size[s], 1000);
         cpu_us[s] = crypto_us_per_record(rec_size[s]);
         printf(
             "floors %s (record %zu bytes): fsync p50 %.0f us; disk group commit %.0f records/s "
-            "(%.0f records per fdatasync); NATS pub/sub %.0f msgs/s; NATS round trip p50 %.0f us; "
-            "crypto %.0f us of CPU per durable record\n",
+            "(%.0f records per fdatasync); NATS pub/sub %.0f msgs/s (to each of %d subscribers: "
+            "%.0f msgs/s); NATS round trip p50 %.0f us; crypto %.0f us of CPU per durable "
+            "record\n",
             size_names[s], rec_size[s], fsync_p50[s], gc_rate[s], gc_batch[s], ps_rate[s],
-            rtt_p50[s], cpu_us[s]);
+            SERVERS, fan_rate[s], rtt_p50[s], cpu_us[s]);
     }
 
     fed_start_servers(&f);
@@ -1003,6 +1024,9 @@ int main(int argc, char **argv)
         printf("RESULT name=capsuled.disk_group_commit_%s.rate value=%.0f unit=records/s\n", n,
                gc_rate[s]);
         printf("RESULT name=capsuled.nats_pubsub_%s.rate value=%.0f unit=msgs/s\n", n, ps_rate[s]);
+        /* informational: the fabric alone, delivering every record to the 3 servers */
+        printf("RESULT name=capsuled.nats_fanout3_%s.rate value=%.0f unit=msgs/s\n", n,
+               fan_rate[s]);
         printf("RESULT name=capsuled.nats_rtt_%s.p50 value=%.1f unit=us\n", n, rtt_p50[s]);
         printf("RESULT name=capsuled.append_%s.durable_rate value=%.0f unit=records/s floor=%.0f "
                "ratio=%.4f\n",
