@@ -10,6 +10,7 @@
  * This is a tool, not a test: the test run replays what it wrote. */
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,7 @@
 #include "capsule/payload.h"
 #include "capsule/proto.h"
 #include "fuzz_fixture.h"
+#include "store/store.h"
 
 #define GEN_BUF_SIZE    (256u << 10)
 #define GEN_RECORDS_MAX 48u
@@ -860,6 +862,76 @@ static void gen_checkpoints(struct gen *g)
     gen_seal(g, 0, REC_CHECKPOINT, n, "checkpoint");
 }
 
+/* ---- the storage engine's write-ahead log ---- */
+
+struct wal_wait {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    size_t done;
+};
+
+static void on_wal_stored(void *ctx, psl_err err, const uint8_t hash[HASH_SIZE])
+{
+    (void)hash;
+    struct wal_wait *w = ctx;
+    gen_ok(err, "wal append");
+    pthread_mutex_lock(&w->mu);
+    w->done++;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* A WAL as a store leaves it: the valid capsule's records appended to a fresh store, the file
+ * read back before the close (whose checkpoint starts a new generation) and cut after its last
+ * frame (the rest is the zero fill ahead). Runs last: the store draws its salt from the seeded
+ * rng, so the bytes are the same on every run. */
+static void gen_wal(struct gen *g)
+{
+    char dir[] = "/tmp/psl-make-corpus-wal.XXXXXX", path[64];
+    PSL_ASSERT(mkdtemp(dir));
+    struct store_config cfg = {.dir = dir, .map_size_bytes = 64u << 20};
+    struct store *st;
+    gen_ok(store_open(&st, &cfg), "wal store");
+    static struct wal_wait w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+    for (size_t i = 0; i < g->base_count; i++) {
+        struct record_view v;
+        gen_ok(record_parse(&v, g->recs[i].data, g->recs[i].size), "wal record");
+        gen_ok(store_append(st, &v, on_wal_stored, &w), "wal append");
+    }
+    pthread_mutex_lock(&w.mu);
+    while (w.done < g->base_count)
+        pthread_cond_wait(&w.cv, &w.mu);
+    pthread_mutex_unlock(&w.mu);
+    snprintf(path, sizeof path, "%s/wal", dir);
+    FILE *f = fopen(path, "rb");
+    PSL_ASSERT(f);
+    static uint8_t wal[4u << 20];
+    size_t size = fread(wal, 1, sizeof wal, f);
+    PSL_ASSERT(size > 0 && size < sizeof wal);
+    fclose(f);
+    store_close(st);
+    while (size > 0 && wal[size - 1] == 0) /* a frame ends with a signature */
+        size--;
+    PSL_ASSERT(size > 4096);
+    gen_write(g, "wal", "wal-records", wal, size);
+    gen_write_cut(g, "wal", "wal-torn-tail", wal, size - 40);
+    gen_write_cut(g, "wal", "wal-header-only", wal, 4096);
+    gen_write_flip(g, "wal", "wal-bad-frame", wal, size, 4096 + 48 + 200, 0x01);
+    gen_write_flip(g, "wal", "wal-bad-header", wal, size, 9, 0x01);
+    gen_write(g, "wal", "wal-empty", wal, 0);
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+            char p[sizeof dir + 1 + 256];
+            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+            unlink(p);
+        }
+    if (d)
+        closedir(d);
+    rmdir(dir);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -889,6 +961,7 @@ int main(int argc, char **argv)
     gen_exports(&g);
     gen_protos(&g);
     gen_checkpoints(&g);
+    gen_wal(&g); /* last: see there */
 
     printf("make_corpus: wrote %zu seeds (%zu bytes) under %s\n", g.files, g.bytes, g.out_dir);
     for (size_t i = 0; i < g.rec_count; i++)
