@@ -30,7 +30,10 @@
  *                            machine at least (writer: AES-GCM + SHA-256 + Ed25519 sign; each
  *                            of 3 servers: SHA-256 + Ed25519 verify), spread over all cores.
  * Ratios: append ratio_vs_floor = durable rate / min(disk group commit, NATS pub/sub);
- * ack ratio_vs_bound = ack p50 / (3 x fsync p50 + NATS round trip p50).
+ * ack ratio_vs_bound = ack p50 / (3 x fsync p50 + NATS round trip p50), with both floors
+ * measured between the blocks of ACK samples (fsync_<s>.p50, nats_rtt_<s>.p50); the floors at
+ * the start of the run, before the servers exist, are printed too (*_at_start, and
+ * ratio_vs_bound_at_start).
  * Breakdown lines (not RESULT) give CPU per record of each process during each phase, read
  * from /proc, so a figure below its floor says where the time went. */
 #define FLOOR_WINDOW_US 1000u
@@ -72,6 +75,9 @@
 #endif
 
 #define PROBE_SAMPLES 200u /* samples of the diagnostic ACK-arrival pass */
+#define LAT_BLOCKS 4u            /* the ACK samples run in blocks, the bound's floors between */
+#define FLOOR_FSYNC_SAMPLES 75u  /* fsync samples before each block */
+#define FLOOR_RTT_SAMPLES 250u   /* NATS round trips before each block */
 #define SERVERS      3
 #define QUORUM       2
 #define CHILDREN_MAX (SERVERS + 1)
@@ -383,7 +389,9 @@ static void fed_start_servers(struct fed *f)
 
 /* ---- floors ---- */
 
-static double fsync_p50_us(const char *dir, size_t size, unsigned samples)
+/* Fills lat[samples] with the latencies of write() of one record at the end of a file, then
+ * fdatasync. */
+static void fsync_samples(const char *dir, size_t size, unsigned samples, double *lat)
 {
     char p[PATH_SIZE + 32];
     snprintf(p, sizeof p, "%s/fsync.floor", dir);
@@ -391,8 +399,7 @@ static double fsync_p50_us(const char *dir, size_t size, unsigned samples)
     if (fd < 0)
         die(p, strerror(errno));
     uint8_t *buf = malloc(size);
-    double *lat = calloc(samples, sizeof *lat);
-    if (!buf || !lat)
+    if (!buf)
         die("malloc", "out of memory");
     memset(buf, 0xa5, size);
     for (unsigned i = 0; i < samples; i++) {
@@ -401,10 +408,18 @@ static double fsync_p50_us(const char *dir, size_t size, unsigned samples)
             die("fsync floor", strerror(errno));
         lat[i] = (now_s() - t0) * 1e6;
     }
-    double p50 = quantile(lat, samples, 0.5);
     close(fd);
     unlink(p);
     free(buf);
+}
+
+static double fsync_p50_us(const char *dir, size_t size, unsigned samples)
+{
+    double *lat = calloc(samples, sizeof *lat);
+    if (!lat)
+        die("malloc", "out of memory");
+    fsync_samples(dir, size, samples, lat);
+    double p50 = quantile(lat, samples, 0.5);
     free(lat);
     return p50;
 }
@@ -530,7 +545,9 @@ static double nats_pubsub_rate(const char *url, size_t size, uint64_t count, uns
     return rate;
 }
 
-static double nats_rtt_p50_us(const char *url, size_t size, unsigned samples)
+/* Fills lat[samples] with raw libnats request/reply round trips (record-sized request,
+ * ACK-sized answer). */
+static void nats_rtt_samples(const char *url, size_t size, unsigned samples, double *lat)
 {
     natsConnection *req = nats_conn(url, true), *rep = nats_conn(url, true);
     natsSubscription *sub = NULL;
@@ -538,8 +555,7 @@ static double nats_rtt_p50_us(const char *url, size_t size, unsigned samples)
         die("libnats", "subscribe");
     natsConnection_Flush(rep);
     uint8_t *buf = calloc(1, size);
-    double *lat = calloc(samples, sizeof *lat);
-    if (!buf || !lat)
+    if (!buf)
         die("malloc", "out of memory");
     for (unsigned i = 0; i < samples + 20; i++) {
         natsMsg *m = NULL;
@@ -551,11 +567,19 @@ static double nats_rtt_p50_us(const char *url, size_t size, unsigned samples)
         if (i >= 20)
             lat[i - 20] = dt; /* the first requests set up the reply inbox */
     }
-    double p50 = quantile(lat, samples, 0.5);
     natsSubscription_Destroy(sub);
     natsConnection_Destroy(req);
     natsConnection_Destroy(rep);
     free(buf);
+}
+
+static double nats_rtt_p50_us(const char *url, size_t size, unsigned samples)
+{
+    double *lat = calloc(samples, sizeof *lat);
+    if (!lat)
+        die("malloc", "out of memory");
+    nats_rtt_samples(url, size, samples, lat);
+    double p50 = quantile(lat, samples, 0.5);
     free(lat);
     return p50;
 }
@@ -706,6 +730,16 @@ static void cpu_take(const struct fed *f, struct cpu_snap *s)
     s->nats = proc_cpu_s(f->nats_pid);
     s->self = self_cpu_s();
     s->t = now_s();
+}
+
+/* acc += b - a, field by field (to sum the blocks of a phase). */
+static void cpu_add(struct cpu_snap *acc, const struct cpu_snap *a, const struct cpu_snap *b)
+{
+    for (int i = 0; i < SERVERS; i++)
+        acc->server[i] += b->server[i] - a->server[i];
+    acc->nats += b->nats - a->nats;
+    acc->self += b->self - a->self;
+    acc->t += b->t - a->t;
 }
 
 static void cpu_report(const char *phase, const struct cpu_snap *a, const struct cpu_snap *b,
@@ -907,7 +941,7 @@ int main(int argc, char **argv)
 
     double stored0[SERVERS], commits0[SERVERS], dup0[SERVERS], ae0[SERVERS];
     server_stats(&f, NULL, stored0, commits0, dup0, ae0);
-    double rate[SIZES], ack_p50[SIZES], ack_p99[SIZES];
+    double rate[SIZES], ack_p50[SIZES], ack_p99[SIZES], fsync_in[SIZES], rtt_in[SIZES];
     for (int s = 0; s < SIZES; s++) {
         char phase[64];
         /* (a) throughput: pipelined, bounded window */
@@ -944,8 +978,29 @@ int main(int argc, char **argv)
         wait_caught_up(&f, phase, w.chain.seq);
         server_stats(&f, NULL, stored0, commits0, dup0, ae0); /* the phase counts its own */
         usleep(300000);
-        cpu_take(&f, &a);
+        /* The bound's floors are measured in the same minutes as the samples, between blocks of
+         * them (the servers idle): on a shared machine the disk and the scheduler drift over a
+         * run, and a bound measured a minute earlier compares against another machine. */
+        double *fs_lat = calloc((size_t)LAT_BLOCKS * FLOOR_FSYNC_SAMPLES, sizeof(double));
+        double *rt_lat = calloc((size_t)LAT_BLOCKS * FLOOR_RTT_SAMPLES, sizeof(double));
+        if (!fs_lat || !rt_lat)
+            die("malloc", "out of memory");
+        struct cpu_snap zero = {0}, acc = {0};
+        unsigned per_block = (f.o.samples + LAT_BLOCKS - 1) / LAT_BLOCKS;
         for (unsigned i = 0; i < f.o.samples; i++) {
+            if (i % per_block == 0) {
+                unsigned blk = i / per_block;
+                if (i) {
+                    cpu_take(&f, &b);
+                    cpu_add(&acc, &a, &b);
+                }
+                fsync_samples(f.dir, rec_size[s], FLOOR_FSYNC_SAMPLES,
+                              fs_lat + (size_t)blk * FLOOR_FSYNC_SAMPLES);
+                nats_rtt_samples(f.url, rec_size[s], FLOOR_RTT_SAMPLES,
+                                 rt_lat + (size_t)blk * FLOOR_RTT_SAMPLES);
+                usleep(20000);
+                cpu_take(&f, &a);
+            }
             size = writer_data_record(&w, value_sizes[s]);
             double l0 = now_s();
             check(capsule_client_publish(cl, w.buf, size, 10000), "publish");
@@ -959,8 +1014,16 @@ int main(int argc, char **argv)
                 usleep(50);
         }
         cpu_take(&f, &b);
+        cpu_add(&acc, &a, &b);
         ack_p50[s] = quantile(lat, f.o.samples, 0.5);
         ack_p99[s] = quantile(lat, f.o.samples, 0.99);
+        fsync_in[s] = quantile(fs_lat, LAT_BLOCKS * FLOOR_FSYNC_SAMPLES, 0.5);
+        rtt_in[s] = quantile(rt_lat, LAT_BLOCKS * FLOOR_RTT_SAMPLES, 0.5);
+        free(fs_lat);
+        free(rt_lat);
+        printf("floors during ack_%s (between %u blocks of samples): fsync p50 %.0f us, NATS round "
+               "trip p50 %.0f us (at the start of the run: %.0f us, %.0f us)\n",
+               size_names[s], LAT_BLOCKS, fsync_in[s], rtt_in[s], fsync_p50[s], rtt_p50[s]);
 
         /* (c) where the time goes: a shorter pass with a second subscriber on the ACK topic
          * that notes when each server's ACK reaches the writer's process, before the client
@@ -1006,7 +1069,7 @@ int main(int argc, char **argv)
             free(nth[k]);
         free(lat);
         snprintf(phase, sizeof phase, "ack_%s", size_names[s]);
-        cpu_report(phase, &a, &b, f.o.samples);
+        cpu_report(phase, &zero, &acc, f.o.samples);
         server_stats(&f, phase, stored0, commits0, dup0, ae0);
     }
     struct capsule_client_stats cs;
@@ -1020,14 +1083,18 @@ int main(int argc, char **argv)
         const char *n = size_names[s];
         double floor = gc_rate[s] < ps_rate[s] ? gc_rate[s] : ps_rate[s];
         double cpu_floor = (double)sysconf(_SC_NPROCESSORS_ONLN) * 1e6 / cpu_us[s];
-        printf("RESULT name=capsuled.fsync_%s.p50 value=%.1f unit=us\n", n, fsync_p50[s]);
+        printf("RESULT name=capsuled.fsync_%s.p50 value=%.1f unit=us\n", n, fsync_in[s]);
+        printf("RESULT name=capsuled.fsync_%s.p50_at_start value=%.1f unit=us\n", n,
+               fsync_p50[s]);
         printf("RESULT name=capsuled.disk_group_commit_%s.rate value=%.0f unit=records/s\n", n,
                gc_rate[s]);
         printf("RESULT name=capsuled.nats_pubsub_%s.rate value=%.0f unit=msgs/s\n", n, ps_rate[s]);
         /* informational: the fabric alone, delivering every record to the 3 servers */
         printf("RESULT name=capsuled.nats_fanout3_%s.rate value=%.0f unit=msgs/s\n", n,
                fan_rate[s]);
-        printf("RESULT name=capsuled.nats_rtt_%s.p50 value=%.1f unit=us\n", n, rtt_p50[s]);
+        printf("RESULT name=capsuled.nats_rtt_%s.p50 value=%.1f unit=us\n", n, rtt_in[s]);
+        printf("RESULT name=capsuled.nats_rtt_%s.p50_at_start value=%.1f unit=us\n", n,
+               rtt_p50[s]);
         printf("RESULT name=capsuled.append_%s.durable_rate value=%.0f unit=records/s floor=%.0f "
                "ratio=%.4f\n",
                n, rate[s], floor, rate[s] / floor);
@@ -1037,7 +1104,8 @@ int main(int argc, char **argv)
                cpu_floor);
         printf("RESULT name=capsuled.append_%s.ratio_vs_cpu_floor value=%.3f unit=x\n", n,
                rate[s] / cpu_floor);
-        double bound = 3 * fsync_p50[s] + rtt_p50[s];
+        double bound = 3 * fsync_in[s] + rtt_in[s];
+        double bound0 = 3 * fsync_p50[s] + rtt_p50[s];
         const char *ack = s == 0 ? "ack" : "ack_16k";
         printf("RESULT name=capsuled.%s_p50 value=%.1f unit=us floor=%.1f ratio=%.3f\n", ack,
                ack_p50[s], bound, ack_p50[s] / bound);
@@ -1045,6 +1113,8 @@ int main(int argc, char **argv)
         printf("RESULT name=capsuled.%s_p50.bound value=%.1f unit=us\n", ack, bound);
         printf("RESULT name=capsuled.%s_p50.ratio_vs_bound value=%.3f unit=x\n", ack,
                ack_p50[s] / bound);
+        printf("RESULT name=capsuled.%s_p50.ratio_vs_bound_at_start value=%.3f unit=x\n", ack,
+               ack_p50[s] / bound0);
     }
     writer_keys_deinit(&w.wk);
     free(w.buf);

@@ -70,7 +70,9 @@ struct capsule_client {
     uint8_t requester[HASH_SIZE];
     uint64_t rep_sub;
     pthread_mutex_t mu;
-    pthread_cond_t cv;
+    pthread_cond_t cv;        /* durability, room to publish, replies */
+    pthread_cond_t resend_cv; /* the resender's timer; signaled only to stop it, so that the
+                               * events above do not wake it */
     struct cwriter *writers[CLIENT_WRITERS_MAX];
     size_t writer_count;
     size_t unacked_bytes;
@@ -206,7 +208,7 @@ static void *resender_main(void *arg)
     while (!c->stopping) {
         struct timespec ts;
         clock_deadline(&ts, (uint64_t)(c->cfg.resend_ms / 2 + 1) * 1000000u);
-        pthread_cond_timedwait(&c->cv, &c->mu, &ts);
+        pthread_cond_timedwait(&c->resend_cv, &c->mu, &ts);
         uint64_t now = clock_mono_ns();
         for (size_t i = 0; i < c->writer_count && !c->stopping; i++) {
             struct cwriter *w = c->writers[i];
@@ -254,6 +256,7 @@ psl_err capsule_client_open(struct capsule_client **out, const struct capsule_cl
     topic_capsule(t_rep, c->meta.name, "rep", rhex);
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->cv, NULL);
+    pthread_cond_init(&c->resend_cv, NULL);
     psl_err err = fabric_subscribe(c->cfg.fabric, t_rep, on_reply, c, &c->rep_sub);
     if (err)
         goto out_free;
@@ -267,6 +270,7 @@ psl_err capsule_client_open(struct capsule_client **out, const struct capsule_cl
 out_free:
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->cv);
+    pthread_cond_destroy(&c->resend_cv);
     free(c);
     return err;
 }
@@ -278,6 +282,7 @@ void capsule_client_close(struct capsule_client *c)
     pthread_mutex_lock(&c->mu);
     c->stopping = true;
     pthread_cond_broadcast(&c->cv);
+    pthread_cond_broadcast(&c->resend_cv);
     pthread_mutex_unlock(&c->mu);
     pthread_join(c->resender, NULL);
     /* Stop every handler first (each unsubscribe waits for a running one), then free: an ACK
@@ -296,6 +301,7 @@ void capsule_client_close(struct capsule_client *c)
     PSL_ASSERT(c->reqs == NULL); /* every request waits for its answers before returning */
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->cv);
+    pthread_cond_destroy(&c->resend_cv);
     free(c);
 }
 

@@ -132,6 +132,7 @@ struct store {
     uint64_t first_ns; /* arrival of the oldest pending append */
     uint64_t last_append_ns; /* arrival of the newest append */
     bool committing;   /* a batch is being committed (by the committer, or inline) */
+    bool committer_waits; /* the committer waits for an inline batch to end */
     uint64_t commit_avg_ns; /* moving average of commit times (1/8 weight to the newest) */
     bool inline_idle;  /* an append to an idle store commits on the appending thread */
     bool stopping;
@@ -823,7 +824,8 @@ static void run_batch(struct store *s, uint64_t *wal_out)
         s->batch_done(s->batch_ctx);
     pthread_mutex_lock(&s->mu);
     s->committing = false;
-    pthread_cond_broadcast(&s->cv); /* the committer may be waiting for an inline batch */
+    if (s->committer_waits) /* only then: an idle committer is not woken for nothing */
+        pthread_cond_broadcast(&s->cv);
     *wal_out = err ? 0 : wal_bytes;
 }
 
@@ -833,7 +835,9 @@ static void *committer_main(void *arg)
     pthread_mutex_lock(&s->mu);
     for (;;) {
         if (s->committing) { /* an appending thread commits inline: after it, look again */
+            s->committer_waits = true;
             pthread_cond_wait(&s->cv, &s->mu);
+            s->committer_waits = false;
             continue;
         }
         if (!s->head && !s->stopping) {
