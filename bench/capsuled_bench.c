@@ -25,7 +25,8 @@
  *   nats_pubsub_<s>          raw libnats: one publisher, one subscriber (separate connections),
  *                            messages/s received over a fixed message count.
  *   nats_rtt_<s>.p50         raw libnats request of the record size answered by an echo of an
- *                            ACK's size (205 bytes): the network shape of one ACK round trip.
+ *                            ACK's size (ACK_SIZE, 237 bytes): the network shape of one ACK
+ *                            round trip.
  *   cpu_floor_<s>            informational: the crypto one durable record costs on this
  *                            machine at least (writer: AES-GCM + SHA-256 + Ed25519 sign; each
  *                            of 3 servers: SHA-256 + Ed25519 verify), spread over all cores.

@@ -222,7 +222,7 @@ static void world_start(void)
     G.dir_made = true;
     atexit(rm_dir);
     check(inproc_bus_create(&G.bus, (size_t)256 << 20), "inproc_bus_create");
-    check(node_servers_start(&G.srv, G.dir, SERVERS, connect_server, NULL), "servers");
+    check(node_servers_start(&G.srv, G.dir, SERVERS, connect_server, NULL, false), "servers");
     G.srv_up = true;
     check(signer_init(&G.owner, NULL), "owner key");
     memset(&G.meta, 0, sizeof G.meta);

@@ -85,8 +85,7 @@ psl_err ack_key_for_server(uint8_t key[ACK_KEY_SIZE], const struct kx_keypair *w
 psl_err ack_keys_init(struct ack_keys *ks, const struct kx_keypair *writer_kx,
                       const struct capsule_meta *m)
 {
-    ks->k = NULL;
-    ks->count = 0;
+    memset(ks, 0, sizeof *ks);
     if (!m->replica_count)
         return PSL_OK;
     uint8_t *k = secret_alloc((size_t)m->replica_count * ACK_KEY_SIZE);
@@ -94,10 +93,13 @@ psl_err ack_keys_init(struct ack_keys *ks, const struct kx_keypair *writer_kx,
         return PSL_ERR_NOMEM;
     for (unsigned i = 0; i < m->replica_count; i++) {
         psl_err err = ack_key_for_server(k + (size_t)i * ACK_KEY_SIZE, writer_kx, m->replicas[i]);
-        if (err) {
+        if (err == PSL_ERR_NOMEM) {
             secret_free(k);
             return err;
         }
+        ks->usable[i] = err == PSL_OK;
+        if (err)
+            secret_wipe(k + (size_t)i * ACK_KEY_SIZE, ACK_KEY_SIZE);
     }
     ks->k = k;
     ks->count = m->replica_count;
@@ -107,8 +109,7 @@ psl_err ack_keys_init(struct ack_keys *ks, const struct kx_keypair *writer_kx,
 void ack_keys_free(struct ack_keys *ks)
 {
     secret_free(ks->k);
-    ks->k = NULL;
-    ks->count = 0;
+    memset(ks, 0, sizeof *ks);
 }
 
 psl_err ack_sign(struct ack *a, const struct signer *server, const uint8_t key[ACK_KEY_SIZE])
@@ -210,6 +211,8 @@ psl_err ack_verify_mac(const struct ack *a, const struct capsule_meta *m,
         return err;
     if ((unsigned)idx >= ks->count)
         return PSL_ERR_NOT_REPLICA; /* keys made for other metadata */
+    if (!ks->usable[idx])
+        return PSL_ERR_BAD_MAC; /* a server key without an X25519 form: nothing verifies */
     uint8_t mac[HASH_SIZE];
     if ((err = ack_mac(mac, a, ks->k + (size_t)idx * ACK_KEY_SIZE)))
         return err;

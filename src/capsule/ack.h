@@ -38,11 +38,15 @@ psl_err ack_key_for_writer(uint8_t key[ACK_KEY_SIZE], const struct kx_keypair *s
 psl_err ack_key_for_server(uint8_t key[ACK_KEY_SIZE], const struct kx_keypair *writer_kx,
                            const uint8_t server_pk[SIGN_PK_SIZE]) PSL_MUST_USE;
 
-/* A writer's ack keys, one per replica-set server, in metadata order (secret memory). */
+/* A writer's ack keys, one per replica-set server, in metadata order (secret memory). A server
+ * whose signing key has no X25519 form (not a valid point, or of small order) gets no key: its
+ * ACKs fail ack_verify_mac, and only its. */
 struct ack_keys {
     uint8_t *k; /* count * ACK_KEY_SIZE bytes, owned; NULL when empty */
     unsigned count;
+    bool usable[PSL_REPLICAS_MAX];
 };
+/* PSL_ERR_NOMEM is its only failure. */
 psl_err ack_keys_init(struct ack_keys *ks, const struct kx_keypair *writer_kx,
                       const struct capsule_meta *m) PSL_MUST_USE;
 void ack_keys_free(struct ack_keys *ks);

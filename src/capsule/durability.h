@@ -1,8 +1,9 @@
 /* durability.h: k-of-n durability of one writer's records from storage server ACKs (DESIGN
  * §3.4, §5.5). An ACK for seq s from a replica covers that replica's whole prefix 1..s, so per
  * replica only the highest acknowledged seq matters; a seq is durable once k distinct replicas'
- * acknowledged seqs reach it. Pure bookkeeping: the caller verifies each ACK (ack_verify) and
- * that its hash names the writer's own record before recording it here. */
+ * acknowledged seqs reach it. Pure bookkeeping: the caller checks each ACK (the writer its MAC,
+ * ack_verify_mac; anyone else its signature, ack_verify) and that its hash names the writer's
+ * own record before recording it here. */
 #ifndef PSL_CAPSULE_DURABILITY_H
 #define PSL_CAPSULE_DURABILITY_H
 

@@ -1,7 +1,7 @@
 /* proto.h: the capsule server protocol over the fabric (DESIGN §8, §9).
  * Topics (capsule as 64 hex digits, ids likewise):
  *   psl.<capsule>.rec                 records published by writers (and re-sent)
- *   psl.<capsule>.ack.<writer>        signed ACKs for a writer (capsule/ack.h)
+ *   psl.<capsule>.ack.<writer>        ACKs for a writer, MAC'd and signed (capsule/ack.h)
  *   psl.<capsule>.req                 requests to every server of the capsule
  *   psl.<capsule>.req.<server>        requests to one server (server = hex of its public key)
  *   psl.<capsule>.rep.<requester>     replies to a requester (random 32-byte id)

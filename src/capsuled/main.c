@@ -191,7 +191,8 @@ static int run(const struct config *c)
                                   .commit_window_us = (uint32_t)c->commit_window_us,
                                   .map_size_bytes = (size_t)c->map_size_mb << 20,
                                   .anti_entropy_ms = (uint32_t)c->anti_entropy_ms,
-                                  .stale_heads_by = (uint32_t)c->stale_heads_by};
+                                  .stale_heads_by = (uint32_t)c->stale_heads_by,
+                                  .inline_commit = true /* NATS: delivery threads of its own */};
     if ((err = capsuled_start(&srv, &cfg))) {
         fprintf(stderr, "psl-capsuled: error: cannot open storage in %s: %s\n", c->data_dir,
                 psl_strerror(err));

@@ -18,6 +18,7 @@
 #include "base/log.h"
 #include "base/rng.h"
 #include "capsule/ack.h"
+#include "capsule/payload.h"
 #include "capsule/proto.h"
 
 #define FETCH_RETRY_NS 1000000000ull
@@ -36,8 +37,9 @@ struct writer_entry {
     uint64_t ae_contig;   /* our contiguous head at the last gossip round: still moving means
                            * live records are flowing, so anti-entropy waits */
     uint64_t acked_seq;   /* highest seq acknowledged (guarded by ack_mu) */
-    uint8_t *ack_key;     /* the ACK MAC key shared with this writer (secret memory), derived
-                           * from its certified kx key at its first ACK */
+    uint32_t key_slot;    /* 1 + index of its ACK MAC key in the capsule's key arena (0:
+                           * none yet); derived from its certified kx key at its first ACK */
+    bool key_valid;       /* the slot holds the key of the current certificate */
 };
 
 struct pending_rec {
@@ -64,6 +66,9 @@ struct served {
     struct writer_entry *w;
     size_t w_cap, w_count;
     uint8_t *ack_key;    /* scratch copy of the key of the ACK being made (guarded by ack_mu) */
+    uint8_t *keys;       /* writers' ACK keys, key_count of key_cap slots: one secret arena
+                          * (a sodium_malloc per writer would cost 4 mappings each) */
+    uint32_t key_cap, key_count;
     size_t *dirty;       /* indices into w of writers due an ACK */
     size_t dirty_count, dirty_cap;
     struct pending_rec *pending;
@@ -184,30 +189,68 @@ static void mark_dirty(struct served *sc, struct writer_entry *e)
 /* A writer's certificate (re)learned: a new kx key means a new ACK key. Under sc->mu. */
 static void set_cert(struct writer_entry *e, const struct writer_cert *c)
 {
-    if (e->ack_key && memcmp(e->cert.kx_pk, c->kx_pk, KX_PK_SIZE) != 0) {
-        secret_free(e->ack_key);
-        e->ack_key = NULL;
-    }
+    if (e->has_cert && memcmp(e->cert.kx_pk, c->kx_pk, KX_PK_SIZE) != 0)
+        e->key_valid = false;
     e->cert = *c;
     e->has_cert = true;
 }
 
-/* Copies the writer's ACK key into sc->ack_key, deriving it at the first ACK. Under sc->mu and
- * ack_mu. A writer without a known certificate gets no ACK (nothing of it is stored). */
-static bool ack_key_get(struct served *sc, struct writer_entry *e)
+/* What publish_ack needs of the writer, under sc->mu: -1 no ACK (unknown, backwards, or no
+ * certificate: *unkeyed says which), 1 its key copied into sc->ack_key, 0 no key yet (kx set
+ * to its certified kx key, to derive one). Records the ACK's seq as acknowledged. */
+static int ack_key_copy(struct served *sc, const uint8_t writer[HASH_SIZE], uint64_t seq,
+                        uint8_t kx[KX_PK_SIZE], bool *unkeyed)
 {
-    if (!e->has_cert)
-        return false;
-    if (!e->ack_key) {
-        uint8_t *k = secret_alloc(ACK_KEY_SIZE);
-        if (!k || ack_key_for_writer(k, &sc->srv->kx, sc->srv->cfg.key->pk, e->cert.kx_pk)) {
-            secret_free(k);
-            return false;
-        }
-        e->ack_key = k;
+    int r = -1;
+    *unkeyed = false;
+    pthread_mutex_lock(&sc->mu);
+    struct writer_entry *e = writer_slot(sc, writer, false);
+    if (!e || seq < e->acked_seq)
+        goto out;
+    if (!e->has_cert) {
+        *unkeyed = true;
+        goto out;
     }
-    memcpy(sc->ack_key, e->ack_key, ACK_KEY_SIZE);
-    return true;
+    e->acked_seq = seq;
+    if (e->key_slot && e->key_valid) {
+        memcpy(sc->ack_key, sc->keys + (size_t)(e->key_slot - 1) * ACK_KEY_SIZE, ACK_KEY_SIZE);
+        r = 1;
+    } else {
+        memcpy(kx, e->cert.kx_pk, KX_PK_SIZE);
+        r = 0;
+    }
+out:
+    pthread_mutex_unlock(&sc->mu);
+    return r;
+}
+
+/* Keeps the key just derived into sc->ack_key for the writer, if its certificate still has
+ * that kx key (best effort: without room it is derived again next time). Takes sc->mu. */
+static void ack_key_keep(struct served *sc, const uint8_t writer[HASH_SIZE],
+                         const uint8_t kx[KX_PK_SIZE])
+{
+    pthread_mutex_lock(&sc->mu);
+    struct writer_entry *e = writer_slot(sc, writer, false);
+    if (!e || !e->has_cert || memcmp(e->cert.kx_pk, kx, KX_PK_SIZE) != 0)
+        goto out;
+    if (!e->key_slot) {
+        if (sc->key_count == sc->key_cap) {
+            uint32_t cap = sc->key_cap ? sc->key_cap * 2 : 64;
+            uint8_t *n = secret_alloc((size_t)cap * ACK_KEY_SIZE);
+            if (!n)
+                goto out;
+            if (sc->key_count)
+                memcpy(n, sc->keys, (size_t)sc->key_count * ACK_KEY_SIZE);
+            secret_free(sc->keys); /* wipes */
+            sc->keys = n;
+            sc->key_cap = cap;
+        }
+        e->key_slot = ++sc->key_count;
+    }
+    memcpy(sc->keys + (size_t)(e->key_slot - 1) * ACK_KEY_SIZE, sc->ack_key, ACK_KEY_SIZE);
+    e->key_valid = true;
+out:
+    pthread_mutex_unlock(&sc->mu);
 }
 
 /* ---- publishing ---- */
@@ -225,41 +268,60 @@ static void publish_request(struct served *sc, const char *topic, uint8_t type,
     (void)fabric_publish(sc->srv->cfg.fabric, topic, buf, n);
 }
 
-/* Publishes the ACK of a writer's contiguous head: from the committer thread after a batch, or
- * from a handler when a re-sent record shows that an earlier ACK was lost. Under ack_mu, the
- * head read and the publish are one step, so a writer's ACKs never go backwards. */
-static void publish_ack(struct served *sc, const uint8_t writer[HASH_SIZE])
+/* Publishes the ACK of a writer's contiguous head: from the committer (or the thread that
+ * committed inline) after a batch, or from a handler when a re-sent record shows that an
+ * earlier ACK was lost (again). Under ack_mu, the head read and the publish are one step, so a
+ * writer's ACKs from this server never go backwards on a connection. A handler does not wait
+ * for ack_mu (again = true): on the in-process bus the committer may hold it while its publish
+ * waits for room that only the handler's own dispatcher can make; the writer re-sends later. */
+static void publish_ack(struct served *sc, const uint8_t writer[HASH_SIZE], bool again)
 {
     struct capsuled *s = sc->srv;
-    pthread_mutex_lock(&sc->ack_mu);
+    uint8_t wire[ACK_SIZE];
+    bool send = false, unkeyed = false;
+    if (again) {
+        if (pthread_mutex_trylock(&sc->ack_mu) != 0)
+            return;
+    } else {
+        pthread_mutex_lock(&sc->ack_mu);
+    }
     struct store_head h;
     if (store_head_get(s->store, sc->meta.name, writer, &h) != PSL_OK || h.contiguous == 0)
         goto out;
-    pthread_mutex_lock(&sc->mu);
-    struct writer_entry *e = writer_slot(sc, writer, false);
-    bool ok = e && h.contiguous >= e->acked_seq && ack_key_get(sc, e);
-    if (ok)
-        e->acked_seq = h.contiguous;
-    pthread_mutex_unlock(&sc->mu);
-    if (!ok)
-        goto out; /* backwards, or no key for this writer */
+    uint8_t kx[KX_PK_SIZE];
+    int have = ack_key_copy(sc, writer, h.contiguous, kx, &unkeyed);
+    if (have < 0)
+        goto out;
+    if (have == 0) {
+        /* The writer's first ACK: two X25519 operations, outside sc->mu. */
+        if (ack_key_for_writer(sc->ack_key, &s->kx, s->cfg.key->pk, kx) != PSL_OK) {
+            unkeyed = true;
+            goto out;
+        }
+        ack_key_keep(sc, writer, kx);
+    }
     struct ack a = {.seq = h.contiguous};
     memcpy(a.capsule, sc->meta.name, HASH_SIZE);
     memcpy(a.writer, writer, HASH_SIZE);
     memcpy(a.record_hash, h.hash, HASH_SIZE);
-    psl_err err = ack_sign(&a, s->cfg.key, sc->ack_key);
-    secret_wipe(sc->ack_key, ACK_KEY_SIZE);
-    if (err)
-        goto out;
-    uint8_t wire[ACK_SIZE];
-    ack_encode(&a, wire);
-    char whex[2 * HASH_SIZE + 1], topic[FABRIC_TOPIC_SIZE_MAX];
-    hex_encode(whex, writer, HASH_SIZE);
-    topic_capsule(topic, sc->meta.name, "ack", whex);
-    if (fabric_publish(s->cfg.fabric, topic, wire, sizeof wire) == PSL_OK)
-        count_add(s, &s->st.acks_sent, 1);
+    if (ack_sign(&a, s->cfg.key, sc->ack_key) == PSL_OK) {
+        ack_encode(&a, wire);
+        send = true;
+    }
 out:
+    secret_wipe(sc->ack_key, ACK_KEY_SIZE);
+    if (send) {
+        char whex[2 * HASH_SIZE + 1], topic[FABRIC_TOPIC_SIZE_MAX];
+        hex_encode(whex, writer, HASH_SIZE);
+        topic_capsule(topic, sc->meta.name, "ack", whex);
+        if (fabric_publish(s->cfg.fabric, topic, wire, sizeof wire) == PSL_OK)
+            count_add(s, &s->st.acks_sent, 1);
+    }
     pthread_mutex_unlock(&sc->ack_mu);
+    /* A stored writer whose certificate is not in memory (the writer table was full) or whose
+     * kx key is unusable: its records stay stored, unacknowledged here. */
+    if (unkeyed)
+        count_add(s, &s->st.acks_unkeyed, 1);
 }
 
 static void on_batch_done(void *ctx)
@@ -282,7 +344,7 @@ static void on_batch_done(void *ctx)
         sc->dirty_count = 0;
         pthread_mutex_unlock(&sc->mu);
         for (size_t i = 0; ids && i < n; i++)
-            publish_ack(sc, ids[i]);
+            publish_ack(sc, ids[i], false);
         free(ids);
     }
 }
@@ -456,7 +518,7 @@ static void handle_record(struct served *sc, const uint8_t *data, size_t size, b
     if (store_has(s->store, v.hash)) {
         count_add(s, &s->st.duplicates, 1);
         if (!from_peer)
-            publish_ack(sc, v.h.writer);
+            publish_ack(sc, v.h.writer, true);
         return;
     }
     /* Below the writer's collected horizon: covered by an applied checkpoint, so it is not stored
@@ -465,7 +527,7 @@ static void handle_record(struct served *sc, const uint8_t *data, size_t size, b
         v.h.seq < store_horizon_get(s->store, sc->meta.name, v.h.writer)) {
         count_add(s, &s->st.below_horizon, 1);
         if (!from_peer)
-            publish_ack(sc, v.h.writer);
+            publish_ack(sc, v.h.writer, true);
         return;
     }
     uint64_t now = clock_wall_ms();
@@ -883,7 +945,7 @@ psl_err capsuled_start(struct capsuled **out, const struct capsuled_config *cfg)
                               .batch_done = on_batch_done,
                               .batch_ctx = s,
                               /* record handlers hold no lock when they append */
-                              .inline_when_idle = true};
+                              .inline_when_idle = cfg->inline_commit};
     err = store_open(&s->store, &sc);
     if (err) {
         kx_deinit(&s->kx);
@@ -912,7 +974,20 @@ static bool load_cert_record(void *ctx, const uint8_t *rec, size_t size)
     struct cert_load_ctx *c = ctx;
     struct record_view v;
     struct writer_cert cert;
-    if (record_parse(&v, rec, size) || record_check_cert(&v, &c->sc->meta, clock_wall_ms(), &cert)) {
+    psl_err err = record_parse(&v, rec, size);
+    if (!err)
+        err = record_check_cert(&v, &c->sc->meta, clock_wall_ms(), &cert);
+    if (err == PSL_ERR_CERT_EXPIRED) {
+        /* Verified when it was stored; kept for the writer's ACK key (re-sends of its stored
+         * records still get ACKs). Its new records stay refused: record_check checks the
+         * validity window at their arrival. So check it as of the start of its window. */
+        struct writer_cert any;
+        struct delegation d;
+        bool has_deleg;
+        if (certpl_decode(v.payload, v.h.payload_size, &any, &d, &has_deleg) == PSL_OK)
+            err = record_check_cert(&v, &c->sc->meta, any.not_before_ms, &cert);
+    }
+    if (err) {
         c->failed++;
         return false;
     }
@@ -1117,8 +1192,7 @@ void capsuled_stop(struct capsuled *s)
             sc->pending = p->next;
             free(p);
         }
-        for (size_t i = 0; i < sc->w_cap; i++)
-            secret_free(sc->w[i].ack_key);
+        secret_free(sc->keys);
         free(sc->w);
         free(sc->dirty);
         secret_free(sc->ack_key);
@@ -1175,6 +1249,9 @@ size_t capsuled_metrics(struct capsuled *s, char *buf, size_t cap)
                  psl_err_name((psl_err)i), st.rejected[i]);
     EMIT("# TYPE psl_capsuled_acks_sent_total counter\n"
          "psl_capsuled_acks_sent_total %" PRIu64 "\n", st.acks_sent);
+    EMIT("# HELP psl_capsuled_acks_unkeyed_total ACKs not sent: the writer's certificate is not in memory or its kx key is unusable.\n"
+         "# TYPE psl_capsuled_acks_unkeyed_total counter\n"
+         "psl_capsuled_acks_unkeyed_total %" PRIu64 "\n", st.acks_unkeyed);
     EMIT("# TYPE psl_capsuled_commits_total counter\n"
          "psl_capsuled_commits_total %" PRIu64 "\n", st.store.commits);
     EMIT("# HELP psl_capsuled_inline_commits_total Commits made by the thread that received the record (idle store).\n"

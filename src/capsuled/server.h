@@ -2,7 +2,7 @@
  * and the embedded default of later work runs it inside another process.
  * For each capsule it serves it subscribes to the record topic, verifies every record
  * (DESIGN §3.3) before storing it, stores it through group commit, and acknowledges durably
- * stored records with signed ACKs. An ACK for (writer, seq, hash) means the server holds every
+ * stored records with ACKs (a MAC for the writer, a signature for everyone: capsule/ack.h). An ACK for (writer, seq, hash) means the server holds every
  * record of that writer from 1 to seq, chained to hash: it acknowledges its contiguous head, so
  * one ACK can cover a whole batch. It answers requests (record by hash, a writer's seq range,
  * heads, metadata), and runs anti-entropy with the other servers of the replica set.
@@ -31,6 +31,11 @@ struct capsuled_config {
     size_t pending_records_max;  /* records waiting for their writer's CERT (default 4096) */
     /* Test double for the freshness tests: report heads this many seqs behind the truth. */
     uint32_t stale_heads_by;
+    /* Commit a record that reaches an idle store on the thread that received it (store.h
+     * inline_when_idle): one thread wake less per lone record. Only for a fabric that gives
+     * this server delivery threads of its own (NATS); on the in-process bus one dispatcher
+     * serves every embedded server, and it would fsync for each of them in turn. */
+    bool inline_commit;
 };
 
 struct capsuled_stats {
@@ -39,6 +44,7 @@ struct capsuled_stats {
     uint64_t accepted;
     uint64_t rejected[PSL_ERR__COUNT]; /* by reason */
     uint64_t acks_sent;
+    uint64_t acks_unkeyed;        /* ACKs not sent: no certificate in memory, or no usable key */
     uint64_t requests;
     uint64_t requests_refused;
     uint64_t ae_fetched;          /* records obtained through anti-entropy */

@@ -129,7 +129,7 @@ psl_err fed_open(struct fed **out, const struct fed_config *cfg)
          (err = fabric_subscribe(f->tap_fabric, ">", cfg->on_fabric_tap, cfg->tap_ctx,
                                  &f->tap_sub))))
         goto out_fail;
-    if ((err = node_servers_start(&f->servers, f->dir, server_count, connect_server, f)))
+    if ((err = node_servers_start(&f->servers, f->dir, server_count, connect_server, f, false)))
         goto out_fail;
     struct pool_config pc = {.enclave_path = cfg->enclave_path,
                              .actors = cfg->actors,

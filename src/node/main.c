@@ -208,7 +208,8 @@ static int run(struct config *c)
             goto out;
         }
     }
-    if ((err = node_servers_start(&srv, c->data_dir, servers, connect_fabric, &nd))) {
+    /* Over NATS each embedded server has delivery threads of its own (inline commits). */
+    if ((err = node_servers_start(&srv, c->data_dir, servers, connect_fabric, &nd, !nd.bus))) {
         fprintf(stderr, "psl-node: error: cannot start the embedded storage servers in %s/servers: "
                         "%s\n", c->data_dir, psl_strerror(err));
         goto out;

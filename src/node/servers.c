@@ -52,7 +52,7 @@ psl_err node_signing_key(struct signer *out, const char *path)
 }
 
 psl_err node_servers_start(struct node_servers *s, const char *dir, unsigned count,
-                           node_connect_fn connect, void *ctx)
+                           node_connect_fn connect, void *ctx, bool own_delivery)
 {
     memset(s, 0, sizeof *s);
     if (count > NODE_SERVERS_MAX)
@@ -73,7 +73,7 @@ psl_err node_servers_start(struct node_servers *s, const char *dir, unsigned cou
             (err = node_mkdir_p(path)) || (err = connect(ctx, i, &s->fabrics[i])))
             goto out_fail;
         struct capsuled_config sc = {.data_dir = path, .key = &s->keys[i],
-                                     .fabric = s->fabrics[i]};
+                                     .fabric = s->fabrics[i], .inline_commit = own_delivery};
         if ((err = capsuled_start(&s->servers[i], &sc))) {
             LOG_ERROR("node", "msg=\"cannot start an embedded storage server\" path=%s err=%s",
                       path, psl_err_name(err));

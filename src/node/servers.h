@@ -32,9 +32,11 @@ struct node_servers {
 };
 
 /* Starts count (<= NODE_SERVERS_MAX) servers under dir. On failure everything started is
- * stopped and the log names the path. */
+ * stopped and the log names the path. own_delivery: each server's fabric connection has
+ * delivery threads of its own (NATS), so servers commit lone records inline
+ * (capsuled_config.inline_commit); false on the in-process bus. */
 psl_err node_servers_start(struct node_servers *s, const char *dir, unsigned count,
-                           node_connect_fn connect, void *ctx) PSL_MUST_USE;
+                           node_connect_fn connect, void *ctx, bool own_delivery) PSL_MUST_USE;
 void node_servers_stop(struct node_servers *s);
 /* Acknowledgements sent by all of them so far. */
 uint64_t node_servers_acks(struct node_servers *s);

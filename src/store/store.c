@@ -133,6 +133,7 @@ struct store {
     uint64_t last_append_ns; /* arrival of the newest append */
     bool committing;   /* a batch is being committed (by the committer, or inline) */
     bool committer_waits; /* the committer waits for an inline batch to end */
+    bool committer_untimed; /* the idle committer sleeps with an empty WAL (no timer) */
     uint64_t commit_avg_ns; /* moving average of commit times (1/8 weight to the newest) */
     bool inline_idle;  /* an append to an idle store commits on the appending thread */
     bool stopping;
@@ -715,7 +716,11 @@ static psl_err checkpoint_noted(struct store *s, bool from_batch)
                  psl_strerror(err));
         note_result(s, err, from_batch);
     } else {
-        s->ckpt_retry_ns = 0;
+        /* A WAL that could not be reset (its header write failed) is still due: retry later,
+         * not in a loop. */
+        s->ckpt_retry_ns = s->wal_pos - WAL_DATA_OFFSET >= CKPT_WAL_BYTES
+                               ? clock_mono_ns() + FULL_RETRY_NS
+                               : 0;
         note_result(s, PSL_OK, from_batch);
     }
     return err;
@@ -758,9 +763,9 @@ static bool checkpoint_due(const struct store *s, uint64_t now, uint64_t *wait_n
     *wait_ns = 0;
     if (s->wal_pos == WAL_DATA_OFFSET)
         return false;
-    if (s->wal_pos - WAL_DATA_OFFSET >= CKPT_WAL_BYTES) /* grown by inline batches */
-        return true;
     uint64_t due = s->wal_first_ns + CKPT_INTERVAL_NS;
+    if (s->wal_pos - WAL_DATA_OFFSET >= CKPT_WAL_BYTES) /* grown by inline batches */
+        due = now;
     if (s->ckpt_retry_ns > due)
         due = s->ckpt_retry_ns;
     if (now >= due)
@@ -771,8 +776,9 @@ static bool checkpoint_due(const struct store *s, uint64_t now, uint64_t *wait_n
 
 /* Commits everything queued as one batch and runs its callbacks. Called with mu held and a
  * batch queued; returns with mu held, the batch done, and the WAL's size after it in *wal_out
- * (0 when it failed). Whoever calls it is the only committer until it returns (committing). */
-static void run_batch(struct store *s, uint64_t *wal_out)
+ * (0 when it failed). Whoever calls it is the only committer until it returns (committing).
+ * inline_commit: called by store_append on the appending thread (counted apart). */
+static void run_batch(struct store *s, uint64_t *wal_out, bool inline_commit)
 {
     struct pending *batch = s->head;
     size_t batch_bytes = s->pending_bytes;
@@ -801,6 +807,8 @@ static void run_batch(struct store *s, uint64_t *wal_out)
         s->stats.forks += delta.forks;
         s->stats.bad_prev += delta.bad_prev;
         s->stats.commits++;
+        if (inline_commit)
+            s->stats.inline_commits++;
         s->stats.commit_ns_total += dt;
         if (dt > s->stats.commit_ns_max)
             s->stats.commit_ns_max = dt;
@@ -857,8 +865,14 @@ static void *committer_main(void *arg)
                 struct timespec ts;
                 clock_deadline(&ts, wait_ns);
                 pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+            } else if (s->stats.wal_bytes) {
+                continue; /* an inline batch wrote the WAL meanwhile: arm the timer */
             } else {
+                /* Nothing in the WAL: sleep until an append, or until an inline batch starts
+                 * a WAL generation (it wakes us then, so that its timer runs). */
+                s->committer_untimed = true;
                 pthread_cond_wait(&s->cv, &s->mu);
+                s->committer_untimed = false;
             }
             continue;
         }
@@ -876,11 +890,13 @@ static void *committer_main(void *arg)
         if (!s->head || s->committing)
             continue;
         uint64_t wal_bytes;
-        run_batch(s, &wal_bytes);
+        run_batch(s, &wal_bytes, false);
         if (wal_bytes >= CKPT_WAL_BYTES) {
             pthread_mutex_unlock(&s->mu);
             pthread_mutex_lock(&s->write_mu);
-            (void)checkpoint_noted(s, false);
+            uint64_t wait_ns;
+            if (checkpoint_due(s, clock_mono_ns(), &wait_ns))
+                (void)checkpoint_noted(s, false);
             pthread_mutex_unlock(&s->write_mu);
             pthread_mutex_lock(&s->mu);
         }
@@ -1250,10 +1266,11 @@ psl_err store_append(struct store *s, const struct record_view *v, store_append_
     s->pending_bytes += p->size;
     if (here) {
         uint64_t wal_bytes;
-        s->stats.inline_commits++;
-        run_batch(s, &wal_bytes);
-        if (wal_bytes >= CKPT_WAL_BYTES)
-            pthread_cond_signal(&s->cv); /* the committer checkpoints */
+        run_batch(s, &wal_bytes, true);
+        /* The committer checkpoints: at once past the WAL budget, else on its timer, which it
+         * arms when it learns that the WAL is no longer empty. */
+        if (wal_bytes >= CKPT_WAL_BYTES || (wal_bytes && s->committer_untimed))
+            pthread_cond_signal(&s->cv);
     } else {
         pthread_cond_signal(&s->cv);
     }

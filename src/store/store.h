@@ -39,7 +39,8 @@ struct store_config {
     void (*batch_done)(void *ctx);
     void *batch_ctx;
     /* With no commit window: an append to an idle store (nothing queued or committing, none
-     * in the last 200 us) is committed by store_append itself, and its callback and batch_done
+     * for twice the moving average of commit times, at least 200 us) is committed by
+     * store_append itself, and its callback and batch_done
      * run on the appending thread before store_append returns. Set it only when the appending
      * threads hold no lock that the callbacks take. */
     bool inline_when_idle;

@@ -313,6 +313,32 @@ static void test_decode_rejects(void **state)
     want_decode(buf, ACK_SIZE, PSL_OK);
 }
 
+/* A replica key with no X25519 form (here the identity point, of small order) costs only that
+ * server its ACKs: the writer's keys for the others are made and work. */
+static void test_unusable_replica_key(void **state)
+{
+    struct fx *f = *state;
+    struct capsule_meta m = f->meta;
+    memset(m.replicas[1], 0, SIGN_PK_SIZE);
+    m.replicas[1][0] = 1; /* y = 1: the neutral element */
+    struct ack_keys ks;
+    assert_int_equal(ack_keys_init(&ks, &f->w[FX_W0].keys.kx, &m), PSL_OK);
+    assert_int_equal(ks.count, FX_SERVERS);
+    assert_true(ks.usable[0] && !ks.usable[1] && ks.usable[2]);
+    struct ack a;
+    int idx = -1;
+    make_ack(f, &a, &f->servers[2]);
+    assert_int_equal(ack_verify_mac(&a, &m, &ks, &idx), PSL_OK);
+    assert_int_equal(idx, 2);
+    /* An ACK in the unusable server's name never verifies, whatever its MAC. */
+    make_ack(f, &a, &f->servers[0]);
+    memcpy(a.server_pk, m.replicas[1], SIGN_PK_SIZE);
+    assert_int_equal(ack_verify_mac(&a, &m, &ks, &idx), PSL_ERR_BAD_MAC);
+    memset(a.mac, 0, HASH_SIZE);
+    assert_int_equal(ack_verify_mac(&a, &m, &ks, &idx), PSL_ERR_BAD_MAC);
+    ack_keys_free(&ks);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
 
 int main(void)
@@ -324,6 +350,7 @@ int main(void)
         T(test_bad_signature),
         T(test_key_agreement),
         T(test_bad_mac),
+        T(test_unusable_replica_key),
         T(test_every_flipped_bit_fails),
         T(test_decode_rejects),
     };

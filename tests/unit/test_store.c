@@ -1325,6 +1325,19 @@ static void test_store_wal_garbage(void **state)
     recset_free(&r);
 }
 
+/* Waits (up to 5 s) for the first checkpoint of an idle store: one, and the WAL reset. */
+static void expect_timed_checkpoint(struct store *st)
+{
+    struct store_stats stats;
+    uint64_t deadline = now_ms() + 5000;
+    do {
+        sleep_ms(50);
+        store_get_stats(st, &stats);
+    } while (stats.checkpoints == 0 && now_ms() < deadline);
+    assert_int_equal(stats.checkpoints, 1);
+    assert_int_equal(stats.wal_bytes, 0);
+}
+
 static void test_store_checkpoint(void **state)
 {
     struct tstate *t = *state;
@@ -1340,13 +1353,8 @@ static void test_store_checkpoint(void **state)
     assert_int_equal(stats.checkpoints, 0);
     assert_true(stats.wal_bytes >= N * 48);
     /* About a second after the first frame, the idle store checkpoints and resets the WAL. */
-    uint64_t deadline = now_ms() + 5000;
-    do {
-        sleep_ms(50);
-        store_get_stats(st, &stats);
-    } while (stats.checkpoints == 0 && now_ms() < deadline);
-    assert_int_equal(stats.checkpoints, 1);
-    assert_int_equal(stats.wal_bytes, 0);
+    expect_timed_checkpoint(st);
+    uint64_t deadline;
     for (size_t i = 0; i < N; i++)
         assert_true(stored_is(st, r.hash[i], r.data[i], r.size[i]));
     expect_head(st, cap, w, N, r.hash[N - 1], N, false);
@@ -1385,6 +1393,79 @@ static void test_store_checkpoint(void **state)
     acks_deinit(&a);
     free(slots);
     recset_free(&big);
+    recset_free(&r);
+}
+
+/* inline_when_idle: a lone append is committed by store_append itself (its callback has run
+ * when it returns); the once-a-second checkpoint still happens when every commit is inline;
+ * appends from two threads that come close together queue for the committer, and every
+ * callback runs exactly once with the heads right. */
+static void test_store_inline_idle(void **state)
+{
+    struct tstate *t = *state;
+    const uint8_t *cap = t->fx.meta.name;
+    enum { N = 6, M = 80 };
+    struct recset r;
+    recset_make(&r, &t->fx, FX_W0, N, 0);
+    struct store_config cfg = {.dir = t->dir, .inline_when_idle = true};
+    struct store *st = NULL;
+    assert_int_equal(store_open(&st, &cfg), PSL_OK);
+    struct acks a;
+    acks_init(&a);
+    struct ack slots[N];
+    memset(slots, 0, sizeof slots);
+    for (size_t i = 0; i < N; i++) {
+        slots[i].all = &a;
+        sleep_ms(60); /* idle: longer than twice any commit here */
+        assert_int_equal(append_async(st, r.data[i], r.size[i], &slots[i]), PSL_OK);
+        assert_int_equal(slots[i].calls, 1); /* committed and acknowledged already */
+        assert_int_equal(slots[i].err, PSL_OK);
+    }
+    struct store_stats stats;
+    store_get_stats(st, &stats);
+    assert_true(stats.inline_commits == N && stats.commits == N);
+    assert_int_equal(stats.checkpoints, 0);
+    /* Nothing went through the committer, yet it checkpoints about a second after the WAL's
+     * first frame. */
+    expect_timed_checkpoint(st);
+    expect_head(st, cap, t->fx.w[FX_W0].keys.writer_id, N, r.hash[N - 1], N, false);
+
+    /* Two threads, bursts with pauses: some commits inline, the rest batched. */
+    struct recset rw[2];
+    struct writer_job jobs[2];
+    pthread_t th[2];
+    struct acks b;
+    acks_init(&b);
+    for (unsigned i = 0; i < 2; i++) {
+        recset_make(&rw[i], &t->fx, FX_W1 + i, M, 0);
+        jobs[i] = (struct writer_job){.st = st, .r = &rw[i], .a = &b};
+        jobs[i].slots = calloc(M, sizeof *jobs[i].slots);
+        assert_non_null(jobs[i].slots);
+        for (size_t k = 0; k < M; k++)
+            jobs[i].slots[k].all = &b;
+        assert_int_equal(pthread_create(&th[i], NULL, writer_thread, &jobs[i]), 0);
+    }
+    for (unsigned i = 0; i < 2; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(jobs[i].err, PSL_OK);
+    }
+    assert_int_equal(acks_wait(&b, 2 * M, 30000), 2 * M);
+    for (unsigned i = 0; i < 2; i++) {
+        for (size_t k = 0; k < M; k++) {
+            assert_int_equal(jobs[i].slots[k].calls, 1);
+            assert_int_equal(jobs[i].slots[k].err, PSL_OK);
+        }
+        expect_head(st, cap, t->fx.w[FX_W1 + i].keys.writer_id, M, rw[i].hash[M - 1], M,
+                    false);
+        free(jobs[i].slots);
+        recset_free(&rw[i]);
+    }
+    store_get_stats(st, &stats);
+    assert_int_equal(stats.appends, N + 2 * M);
+    assert_true(stats.inline_commits >= N && stats.inline_commits <= stats.commits);
+    store_close(st);
+    acks_deinit(&b);
+    acks_deinit(&a);
     recset_free(&r);
 }
 
@@ -1758,6 +1839,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_store_wal_torn_tail, store_setup, store_teardown),
         cmocka_unit_test_setup_teardown(test_store_wal_garbage, store_setup, store_teardown),
         cmocka_unit_test_setup_teardown(test_store_checkpoint, store_setup, store_teardown),
+        cmocka_unit_test_setup_teardown(test_store_inline_idle, store_setup, store_teardown),
         cmocka_unit_test_setup_teardown(test_store_one_process, store_setup, store_teardown),
         cmocka_unit_test_setup_teardown(test_store_open_errors, store_setup, store_teardown),
         cmocka_unit_test_setup_teardown(test_store_collect, store_setup, store_teardown),
