@@ -7,6 +7,7 @@
 
 #include "base/assert.h"
 #include "base/bytes.h"
+#include "base/rng.h"
 
 static const uint8_t ack_magic[4] = {'P', 'S', 'L', 'A'};
 #define ACK_TAG "psl-ack-v2"
@@ -98,8 +99,8 @@ psl_err ack_keys_init(struct ack_keys *ks, const struct kx_keypair *writer_kx,
             return err;
         }
         ks->usable[i] = err == PSL_OK;
-        if (err)
-            secret_wipe(k + (size_t)i * ACK_KEY_SIZE, ACK_KEY_SIZE);
+        if (err) /* never a key anyone knows, should the usable check ever be skipped */
+            rng_bytes(k + (size_t)i * ACK_KEY_SIZE, ACK_KEY_SIZE);
     }
     ks->k = k;
     ks->count = m->replica_count;

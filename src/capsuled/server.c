@@ -26,6 +26,7 @@
 #define PENDING_BYTES_MAX (64u << 20)
 #define PENDING_TTL_NS (30ull * 1000000000u) /* a CERT that has not come by then is not coming */
 #define REJECT_LOG_NS 1000000000ull
+#define REACK_MAX 64u /* re-ACKs queued while ack_mu is taken (more: the writers re-send) */
 
 struct writer_entry {
     uint8_t id[HASH_SIZE];
@@ -66,6 +67,9 @@ struct served {
     struct writer_entry *w;
     size_t w_cap, w_count;
     uint8_t *ack_key;    /* scratch copy of the key of the ACK being made (guarded by ack_mu) */
+    uint8_t reack[REACK_MAX][HASH_SIZE]; /* writers whose re-ACK found ack_mu taken: whoever
+                                          * holds it sends them (guarded by mu) */
+    size_t reack_count;
     uint8_t *keys;       /* writers' ACK keys, key_count of key_cap slots: one secret arena
                           * (a sodium_malloc per writer would cost 4 mappings each) */
     uint32_t key_cap, key_count;
@@ -136,6 +140,9 @@ static struct writer_entry *writer_slot(struct served *sc, const uint8_t id[HASH
         struct writer_entry *n = calloc(cap, sizeof *n);
         if (!n)
             return NULL;
+        /* Indices move: the dirty list is rebuilt with the new ones (as many entries as
+         * before are dirty, so it has room). */
+        sc->dirty_count = 0;
         for (size_t i = 0; i < sc->w_cap; i++) {
             if (!sc->w[i].used)
                 continue;
@@ -145,11 +152,12 @@ static struct writer_entry *writer_slot(struct served *sc, const uint8_t id[HASH
             while (n[j].used)
                 j = (j + 1) & (cap - 1);
             n[j] = sc->w[i];
+            if (n[j].dirty)
+                sc->dirty[sc->dirty_count++] = j;
         }
         free(sc->w);
         sc->w = n;
         sc->w_cap = cap;
-        sc->dirty_count = 0; /* indices moved; the next batch re-acks what it touches */
     }
     if (!sc->w_cap)
         return NULL;
@@ -205,9 +213,9 @@ static int ack_key_copy(struct served *sc, const uint8_t writer[HASH_SIZE], uint
     *unkeyed = false;
     pthread_mutex_lock(&sc->mu);
     struct writer_entry *e = writer_slot(sc, writer, false);
-    if (!e || seq < e->acked_seq)
+    if (e && seq < e->acked_seq)
         goto out;
-    if (!e->has_cert) {
+    if (!e || !e->has_cert) { /* stored, so certified: its entry or certificate is missing */
         *unkeyed = true;
         goto out;
     }
@@ -268,60 +276,84 @@ static void publish_request(struct served *sc, const char *topic, uint8_t type,
     (void)fabric_publish(sc->srv->cfg.fabric, topic, buf, n);
 }
 
-/* Publishes the ACK of a writer's contiguous head: from the committer (or the thread that
- * committed inline) after a batch, or from a handler when a re-sent record shows that an
- * earlier ACK was lost (again). Under ack_mu, the head read and the publish are one step, so a
- * writer's ACKs from this server never go backwards on a connection. A handler does not wait
- * for ack_mu (again = true): on the in-process bus the committer may hold it while its publish
- * waits for room that only the handler's own dispatcher can make; the writer re-sends later. */
-static void publish_ack(struct served *sc, const uint8_t writer[HASH_SIZE], bool again)
+/* Makes and publishes the ACK of a writer's contiguous head (caller holds ack_mu). */
+static void ack_locked(struct served *sc, const uint8_t writer[HASH_SIZE])
 {
     struct capsuled *s = sc->srv;
-    uint8_t wire[ACK_SIZE];
-    bool send = false, unkeyed = false;
-    if (again) {
-        if (pthread_mutex_trylock(&sc->ack_mu) != 0)
-            return;
-    } else {
-        pthread_mutex_lock(&sc->ack_mu);
-    }
+    bool unkeyed = false;
     struct store_head h;
     if (store_head_get(s->store, sc->meta.name, writer, &h) != PSL_OK || h.contiguous == 0)
-        goto out;
+        return;
     uint8_t kx[KX_PK_SIZE];
     int have = ack_key_copy(sc, writer, h.contiguous, kx, &unkeyed);
-    if (have < 0)
-        goto out;
     if (have == 0) {
         /* The writer's first ACK: two X25519 operations, outside sc->mu. */
-        if (ack_key_for_writer(sc->ack_key, &s->kx, s->cfg.key->pk, kx) != PSL_OK) {
+        if (ack_key_for_writer(sc->ack_key, &s->kx, s->cfg.key->pk, kx) == PSL_OK) {
+            ack_key_keep(sc, writer, kx);
+        } else {
             unkeyed = true;
-            goto out;
+            have = -1;
         }
-        ack_key_keep(sc, writer, kx);
     }
     struct ack a = {.seq = h.contiguous};
     memcpy(a.capsule, sc->meta.name, HASH_SIZE);
     memcpy(a.writer, writer, HASH_SIZE);
     memcpy(a.record_hash, h.hash, HASH_SIZE);
-    if (ack_sign(&a, s->cfg.key, sc->ack_key) == PSL_OK) {
-        ack_encode(&a, wire);
-        send = true;
-    }
-out:
+    psl_err err = have < 0 ? PSL_ERR_AUTH : ack_sign(&a, s->cfg.key, sc->ack_key);
     secret_wipe(sc->ack_key, ACK_KEY_SIZE);
-    if (send) {
-        char whex[2 * HASH_SIZE + 1], topic[FABRIC_TOPIC_SIZE_MAX];
-        hex_encode(whex, writer, HASH_SIZE);
-        topic_capsule(topic, sc->meta.name, "ack", whex);
-        if (fabric_publish(s->cfg.fabric, topic, wire, sizeof wire) == PSL_OK)
-            count_add(s, &s->st.acks_sent, 1);
-    }
-    pthread_mutex_unlock(&sc->ack_mu);
-    /* A stored writer whose certificate is not in memory (the writer table was full) or whose
-     * kx key is unusable: its records stay stored, unacknowledged here. */
+    /* A stored writer whose entry or certificate is not in memory (the writer table is full)
+     * or whose kx key is unusable: its records stay stored, unacknowledged here. */
     if (unkeyed)
         count_add(s, &s->st.acks_unkeyed, 1);
+    if (err)
+        return;
+    uint8_t wire[ACK_SIZE];
+    ack_encode(&a, wire);
+    char whex[2 * HASH_SIZE + 1], topic[FABRIC_TOPIC_SIZE_MAX];
+    hex_encode(whex, writer, HASH_SIZE);
+    topic_capsule(topic, sc->meta.name, "ack", whex);
+    if (fabric_publish(s->cfg.fabric, topic, wire, sizeof wire) == PSL_OK)
+        count_add(s, &s->st.acks_sent, 1);
+}
+
+/* Publishes the ACK of a writer's contiguous head: from the committer (or the thread that
+ * committed inline) after a batch, or from a handler when a re-sent record shows that an
+ * earlier ACK was lost (again). Under ack_mu, the head read and the publish are one step, so a
+ * writer's ACKs from this server never go backwards on a connection. A handler does not wait
+ * for ack_mu: on the in-process bus the holder's publish may wait for room that only the
+ * handler's own dispatcher can make. It queues the writer instead, and whoever holds ack_mu
+ * sends the queued ACKs before letting go. */
+static void publish_ack(struct served *sc, const uint8_t writer[HASH_SIZE], bool again)
+{
+    if (!again) {
+        pthread_mutex_lock(&sc->ack_mu);
+    } else if (pthread_mutex_trylock(&sc->ack_mu) != 0) {
+        pthread_mutex_lock(&sc->mu);
+        bool queued = false;
+        for (size_t i = 0; i < sc->reack_count && !queued; i++)
+            queued = memcmp(sc->reack[i], writer, HASH_SIZE) == 0;
+        if (!queued && sc->reack_count < REACK_MAX)
+            memcpy(sc->reack[sc->reack_count++], writer, HASH_SIZE);
+        pthread_mutex_unlock(&sc->mu);
+        /* The holder may have looked at the queue already: try once more to send it here. */
+        if (pthread_mutex_trylock(&sc->ack_mu) != 0)
+            return;
+        writer = NULL;
+    }
+    if (writer)
+        ack_locked(sc, writer);
+    for (;;) {
+        uint8_t id[HASH_SIZE];
+        pthread_mutex_lock(&sc->mu);
+        bool any = sc->reack_count > 0;
+        if (any)
+            memcpy(id, sc->reack[--sc->reack_count], HASH_SIZE);
+        pthread_mutex_unlock(&sc->mu);
+        if (!any)
+            break;
+        ack_locked(sc, id);
+    }
+    pthread_mutex_unlock(&sc->ack_mu);
 }
 
 static void on_batch_done(void *ctx)

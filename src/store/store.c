@@ -718,9 +718,7 @@ static psl_err checkpoint_noted(struct store *s, bool from_batch)
     } else {
         /* A WAL that could not be reset (its header write failed) is still due: retry later,
          * not in a loop. */
-        s->ckpt_retry_ns = s->wal_pos - WAL_DATA_OFFSET >= CKPT_WAL_BYTES
-                               ? clock_mono_ns() + FULL_RETRY_NS
-                               : 0;
+        s->ckpt_retry_ns = s->wal_pos != WAL_DATA_OFFSET ? clock_mono_ns() + FULL_RETRY_NS : 0;
         note_result(s, PSL_OK, from_batch);
     }
     return err;
@@ -793,6 +791,11 @@ static void run_batch(struct store *s, uint64_t *wal_out, bool inline_commit)
     pthread_mutex_lock(&s->write_mu);
     psl_err err = commit_batch(s, batch, batch_bytes, &delta);
     uint64_t wal_bytes = s->wal_pos - WAL_DATA_OFFSET;
+    /* Published under write_mu, as checkpoints do: a checkpoint between here and the stats
+     * below must not be undone by this batch's older size (the idle committer reads it). */
+    pthread_mutex_lock(&s->mu);
+    s->stats.wal_bytes = wal_bytes;
+    pthread_mutex_unlock(&s->mu);
     pthread_mutex_unlock(&s->write_mu);
     uint64_t dt = clock_mono_ns() - t0;
 
@@ -818,7 +821,6 @@ static void run_batch(struct store *s, uint64_t *wal_out, bool inline_commit)
         s->stats.commit_hist[b]++;
         s->commit_avg_ns = s->commit_avg_ns ? s->commit_avg_ns - s->commit_avg_ns / 8 + dt / 8 : dt;
     }
-    s->stats.wal_bytes = wal_bytes;
     pthread_mutex_unlock(&s->mu);
 
     while (batch) {
@@ -866,7 +868,11 @@ static void *committer_main(void *arg)
                 clock_deadline(&ts, wait_ns);
                 pthread_cond_timedwait(&s->cv, &s->mu, &ts);
             } else if (s->stats.wal_bytes) {
-                continue; /* an inline batch wrote the WAL meanwhile: arm the timer */
+                /* An inline batch wrote the WAL meanwhile: look again (and arm the timer)
+                 * shortly; a short wait rather than a loop, whatever the stat says. */
+                struct timespec ts;
+                clock_deadline(&ts, 1000000u);
+                pthread_cond_timedwait(&s->cv, &s->mu, &ts);
             } else {
                 /* Nothing in the WAL: sleep until an append, or until an inline batch starts
                  * a WAL generation (it wakes us then, so that its timer runs). */

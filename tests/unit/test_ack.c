@@ -336,6 +336,18 @@ static void test_unusable_replica_key(void **state)
     assert_int_equal(ack_verify_mac(&a, &m, &ks, &idx), PSL_ERR_BAD_MAC);
     memset(a.mac, 0, HASH_SIZE);
     assert_int_equal(ack_verify_mac(&a, &m, &ks, &idx), PSL_ERR_BAD_MAC);
+    /* Nor one MAC'd under the all-zero key, or the key left in the slot. */
+    uint8_t *zero = secret_alloc(ACK_KEY_SIZE);
+    assert_non_null(zero);
+    make_ack(f, &a, &f->servers[0]);
+    memcpy(a.server_pk, m.replicas[1], SIGN_PK_SIZE);
+    struct signer fake = f->servers[0];
+    memcpy(fake.pk, m.replicas[1], SIGN_PK_SIZE); /* ack_sign names fake.pk as the server */
+    assert_int_equal(ack_sign(&a, &fake, zero), PSL_OK);
+    assert_int_equal(ack_verify_mac(&a, &m, &ks, &idx), PSL_ERR_BAD_MAC);
+    assert_int_equal(ack_sign(&a, &fake, ks.k + ACK_KEY_SIZE), PSL_OK);
+    assert_int_equal(ack_verify_mac(&a, &m, &ks, &idx), PSL_ERR_BAD_MAC);
+    secret_free(zero);
     ack_keys_free(&ks);
 }
 

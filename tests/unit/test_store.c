@@ -1414,14 +1414,15 @@ static void test_store_inline_idle(void **state)
     acks_init(&a);
     struct ack slots[N];
     memset(slots, 0, sizeof slots);
+    struct store_stats stats;
     for (size_t i = 0; i < N; i++) {
         slots[i].all = &a;
-        sleep_ms(60); /* idle: longer than twice any commit here */
+        store_get_stats(st, &stats); /* idle: longer than twice any commit so far */
+        sleep_ms((unsigned)(2 * stats.commit_ns_max / 1000000u) + 20u);
         assert_int_equal(append_async(st, r.data[i], r.size[i], &slots[i]), PSL_OK);
         assert_int_equal(slots[i].calls, 1); /* committed and acknowledged already */
         assert_int_equal(slots[i].err, PSL_OK);
     }
-    struct store_stats stats;
     store_get_stats(st, &stats);
     assert_true(stats.inline_commits == N && stats.commits == N);
     assert_int_equal(stats.checkpoints, 0);
