@@ -1,5 +1,9 @@
-/* test_capsuled_gc.c: collection in a real psl-capsuled server (src/capsuled/server.c over LMDB)
- * on the in-process bus, fed sealed records of fixture writers: a compactor's CHECKPOINT drops
+/* test_capsuled_gc.c: collection and ACKs in a real psl-capsuled server (src/capsuled/server.c
+ * over LMDB) on the in-process bus, fed sealed records of fixture writers. ACKs: each of 70
+ * writers (more than the first key arena holds) gets an ACK whose MAC verifies under its own key
+ * only and whose signature verifies for anyone; after a restart past the writers'
+ * certificates, a re-sent record is acknowledged again under the same key while a new record is
+ * refused as expired. Collection: a compactor's CHECKPOINT drops
  * what it covers in a collecting capsule, and only then; one signed by a worker is refused and
  * changes nothing; a stale one collects nothing more, also after a restart; records below a
  * collected horizon are not stored again; a range request that reaches below the horizon gets
@@ -15,6 +19,7 @@
 #include "capsule_fixture.h"
 
 #include "base/clock.h"
+#include "capsule/ack.h"
 #include "capsule/checkpoint.h"
 #include "capsule/proto.h"
 #include "capsuled/server.h"
@@ -28,10 +33,12 @@ static uint64_t real_mono_ns(void *ctx)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+static _Atomic uint64_t g_wall_ms = FX_NOW;
+
 static uint64_t fixed_wall_ms(void *ctx)
 {
     (void)ctx;
-    return FX_NOW;
+    return g_wall_ms;
 }
 
 static const struct clock_source g_clock = {.mono_ns = real_mono_ns, .wall_ms = fixed_wall_ms};
@@ -91,6 +98,7 @@ static int world_setup(void **state)
     if (!wd)
         return -1;
     fx_init(&wd->fx);
+    g_wall_ms = FX_NOW;
     clock_set_source(&g_clock);
     fx_writer_keys(&wd->comp.keys, 30, wd->fx.capsule_key);
     snprintf(wd->dir, sizeof wd->dir, "/tmp/psl-gc-XXXXXX");
@@ -395,11 +403,141 @@ static void test_keep_all_in_server(void **state)
         assert_true(seqs[i] == i + 1);
 }
 
+/* ---- ACKs ---- */
+
+#define ACK_WRITERS 70u
+
+struct ack_box {
+    pthread_mutex_t mu;
+    struct ack got[ACK_WRITERS]; /* the newest ACK per writer index (seq 0: none) */
+    unsigned count;
+    const struct fx_writer *w;
+};
+
+static void on_ack_msg(void *ctx, const char *topic, const uint8_t *data, size_t size)
+{
+    (void)topic;
+    struct ack_box *b = ctx;
+    struct ack a;
+    assert_int_equal(ack_decode(&a, data, size), PSL_OK);
+    pthread_mutex_lock(&b->mu);
+    for (unsigned i = 0; i < ACK_WRITERS; i++)
+        if (!memcmp(b->w[i].keys.writer_id, a.writer, HASH_SIZE)) {
+            if (a.seq > b->got[i].seq)
+                b->got[i] = a;
+            b->count++;
+        }
+    pthread_mutex_unlock(&b->mu);
+}
+
+static uint64_t acked_seq(struct ack_box *b, unsigned i, struct ack *out)
+{
+    pthread_mutex_lock(&b->mu);
+    *out = b->got[i];
+    pthread_mutex_unlock(&b->mu);
+    return out->seq;
+}
+
+static void wait_acked(struct ack_box *b, unsigned i, uint64_t seq)
+{
+    struct ack a;
+    for (unsigned t = 0; t < 2000 && acked_seq(b, i, &a) < seq; t++)
+        sleep_ms(5);
+    assert_true(a.seq == seq);
+}
+
+static void test_acks_in_server(void **state)
+{
+    struct world *wd = *state;
+    struct fx *f = &wd->fx;
+    sent = 0;
+    world_capsule(wd, RETENTION_KEEP_ALL);
+    server_start(wd);
+    assert_int_equal(capsuled_serve(wd->srv, f->meta_enc, f->meta_size), PSL_OK);
+    static struct fx_writer w[ACK_WRITERS];
+    static uint8_t hash[ACK_WRITERS][3][HASH_SIZE];
+    static struct ack_box box;
+    memset(&box, 0, sizeof box);
+    pthread_mutex_init(&box.mu, NULL);
+    box.w = w;
+    char t_ack[FABRIC_TOPIC_SIZE_MAX];
+    topic_capsule(t_ack, f->meta.name, "ack", NULL);
+    strcat(t_ack, ".*");
+    uint64_t sub;
+    assert_int_equal(fabric_subscribe(wd->cli_fab, t_ack, on_ack_msg, &box, &sub), PSL_OK);
+    size_t size;
+    for (unsigned i = 0; i < ACK_WRITERS; i++) {
+        memset(&w[i], 0, sizeof w[i]);
+        fx_writer_keys(&w[i].keys, 200 + i, f->capsule_key);
+        record_chain_init(&w[i].chain, f->meta.name);
+        fx_cert_make(f, &w[i].cert, &w[i].keys, ROLE_WORKER, &f->owner);
+        send(wd, fx_seal_cert(f, &w[i], &size, hash[i][1]), &size);
+        send(wd, fx_seal_data(&w[i], 1, i, &size, hash[i][2]), &size);
+    }
+    struct ack_keys other;
+    assert_int_equal(ack_keys_init(&other, &f->w[FX_W0].keys.kx, &f->meta), PSL_OK);
+    for (unsigned i = 0; i < ACK_WRITERS; i++) {
+        wait_acked(&box, i, 2);
+        struct ack a;
+        (void)acked_seq(&box, i, &a);
+        assert_memory_equal(a.record_hash, hash[i][2], HASH_SIZE);
+        assert_memory_equal(a.server_pk, f->servers[0].pk, SIGN_PK_SIZE);
+        struct ack_keys ks;
+        assert_int_equal(ack_keys_init(&ks, &w[i].keys.kx, &f->meta), PSL_OK);
+        int idx = -1;
+        assert_int_equal(ack_verify_mac(&a, &f->meta, &ks, &idx), PSL_OK);
+        assert_int_equal(idx, 0);
+        assert_int_equal(ack_verify(&a, &f->meta), PSL_OK);
+        /* Another writer's keys do not verify it. */
+        assert_int_equal(ack_verify_mac(&a, &f->meta, &other, &idx), PSL_ERR_BAD_MAC);
+        ack_keys_free(&ks);
+    }
+    ack_keys_free(&other);
+    assert_int_equal(stats(wd).acks_unkeyed, 0);
+
+    /* Restart after every certificate expired: a re-sent record (the writer lost its ACK) is
+     * acknowledged again under the same key; a new record is refused. */
+    capsuled_stop(wd->srv);
+    wd->srv = NULL;
+    g_wall_ms = FX_CERT_NA + FX_HOUR_MS;
+    server_start(wd);
+    assert_int_equal(capsuled_serve(wd->srv, f->meta_enc, f->meta_size), PSL_OK);
+    pthread_mutex_lock(&box.mu);
+    box.got[5].seq = 0;
+    box.got[6].seq = 0;
+    pthread_mutex_unlock(&box.mu);
+    sent = 0;
+    uint8_t *again = fx_seal_data(&w[5], 1, 999, &size, NULL); /* seq 3, never stored: refused */
+    send(wd, again, &size);
+    assert_int_equal(stats(wd).rejected[PSL_ERR_CERT_EXPIRED], 1);
+    w[6].chain.seq = 1; /* re-seal W6's seq 2 exactly: the same bytes */
+    memcpy(w[6].chain.head, hash[6][1], HASH_SIZE);
+    uint8_t h2[HASH_SIZE];
+    uint8_t *dup = fx_seal_data(&w[6], 1, 6, &size, h2);
+    assert_memory_equal(h2, hash[6][2], HASH_SIZE);
+    send(wd, dup, &size);
+    wait_acked(&box, 6, 2);
+    struct ack a;
+    (void)acked_seq(&box, 6, &a);
+    struct ack_keys ks;
+    assert_int_equal(ack_keys_init(&ks, &w[6].keys.kx, &f->meta), PSL_OK);
+    int idx;
+    assert_int_equal(ack_verify_mac(&a, &f->meta, &ks, &idx), PSL_OK);
+    ack_keys_free(&ks);
+    assert_int_equal(acked_seq(&box, 5, &a), 0);
+    assert_int_equal(stats(wd).acks_unkeyed, 0);
+    fabric_unsubscribe(wd->cli_fab, sub);
+    for (unsigned i = 0; i < ACK_WRITERS; i++)
+        writer_keys_deinit(&w[i].keys);
+    pthread_mutex_destroy(&box.mu);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_collect_in_server, world_setup, world_teardown),
         cmocka_unit_test_setup_teardown(test_keep_all_in_server, world_setup, world_teardown),
+        cmocka_unit_test_setup_teardown(test_acks_in_server, world_setup, world_teardown),
     };
     return cmocka_run_group_tests_name("capsuled_gc", tests, NULL, NULL);
 }
