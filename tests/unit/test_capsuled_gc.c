@@ -267,16 +267,22 @@ static size_t get_range(struct world *wd, const uint8_t writer[HASH_SIZE], uint6
 
 /* ---- tests ---- */
 
+/* A fresh capsule of that retention, served by a fresh server. */
+static void world_serve(struct world *wd, uint8_t retention)
+{
+    sent = 0;
+    world_capsule(wd, retention);
+    server_start(wd);
+    assert_int_equal(capsuled_serve(wd->srv, wd->fx.meta_enc, wd->fx.meta_size), PSL_OK);
+}
+
 /* W0 writes CERT + 9 DATA (seq 1..10); the compactor writes CERT, an index (seq 2) and its
  * checkpoint (seq 3) listing W0 at seq 8. */
 static void test_collect_in_server(void **state)
 {
     struct world *wd = *state;
     struct fx *f = &wd->fx;
-    sent = 0;
-    world_capsule(wd, RETENTION_COLLECT_COVERED);
-    server_start(wd);
-    assert_int_equal(capsuled_serve(wd->srv, f->meta_enc, f->meta_size), PSL_OK);
+    world_serve(wd, RETENTION_COLLECT_COVERED);
     struct fx_writer *w0 = &f->w[FX_W0], *w1 = &f->w[FX_W1];
     uint8_t h0[11][HASH_SIZE];
     size_t size;
@@ -377,10 +383,7 @@ static void test_keep_all_in_server(void **state)
 {
     struct world *wd = *state;
     struct fx *f = &wd->fx;
-    sent = 0;
-    world_capsule(wd, RETENTION_KEEP_ALL);
-    server_start(wd);
-    assert_int_equal(capsuled_serve(wd->srv, f->meta_enc, f->meta_size), PSL_OK);
+    world_serve(wd, RETENTION_KEEP_ALL);
     struct fx_writer *w0 = &f->w[FX_W0];
     uint8_t h0[11][HASH_SIZE];
     size_t size;
@@ -450,10 +453,7 @@ static void test_acks_in_server(void **state)
 {
     struct world *wd = *state;
     struct fx *f = &wd->fx;
-    sent = 0;
-    world_capsule(wd, RETENTION_KEEP_ALL);
-    server_start(wd);
-    assert_int_equal(capsuled_serve(wd->srv, f->meta_enc, f->meta_size), PSL_OK);
+    world_serve(wd, RETENTION_KEEP_ALL);
     static struct fx_writer w[ACK_WRITERS];
     static uint8_t hash[ACK_WRITERS][3][HASH_SIZE];
     static struct ack_box box;
