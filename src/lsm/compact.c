@@ -498,8 +498,10 @@ struct merge {
     size_t rewrite_count;
     struct lsm_block_ref *kept; /* owned: blocks moved or kept by reference, ascending */
     size_t kept_count;
-    const struct lsm_run *outside[LSM_LEVELS_MAX + LSM_LEVEL0_RUNS_MAX];
+    const struct lsm_run *outside[LSM_LEVELS_MAX + LSM_LEVEL0_RUNS_MAX + 1];
     size_t outside_count;
+    struct lsm_run slice; /* the source blocks merged (a prefix of a single-run level) */
+    struct lsm_run rest;  /* the source blocks after them, which stay (an outside run too) */
     bool bottom;
     uint64_t horizon;
 };
@@ -530,10 +532,18 @@ static int ref_min_qcmp(const void *a, const void *b)
  * that meets no target block and no block of another source run moves down unchanged (its
  * versions are the only ones among the inputs, so the merge could not change them). Kept blocks
  * are disjoint from each other and from every rewritten block. */
-static psl_err merge_setup(struct merge *m, size_t level)
+static psl_err merge_setup(struct merge *m, size_t level, size_t count)
 {
     const struct lsm_index *old = m->old;
-    const struct lsm_level *src = &old->levels[level];
+    struct lsm_level src_level = old->levels[level];
+    if (src_level.run_count == 1 && count < src_level.runs[0].block_count) {
+        /* A slice: the first `count` blocks of the run; the rest stay in the level. */
+        const struct lsm_run *r = &src_level.runs[0];
+        m->slice = (struct lsm_run){.blocks = r->blocks, .block_count = count};
+        m->rest = (struct lsm_run){.blocks = r->blocks + count, .block_count = r->block_count - count};
+        src_level = (struct lsm_level){.runs = &m->slice, .run_count = 1};
+    }
+    const struct lsm_level *src = &src_level;
     const struct lsm_run *target = NULL;
     if (level + 1 < old->level_count && old->levels[level + 1].run_count == 1)
         target = &old->levels[level + 1].runs[0];
@@ -583,6 +593,10 @@ static psl_err merge_setup(struct merge *m, size_t level)
     for (size_t l = 0; l < level; l++)
         for (size_t r = 0; r < old->levels[l].run_count; r++)
             m->outside[m->outside_count++] = &old->levels[l].runs[r];
+    /* A target block rewritten with the slice may reach past it, into the range of a block that
+     * stays: versions there decide whether a tombstone may go, like a shallower run's. */
+    if (m->rest.block_count)
+        m->outside[m->outside_count++] = &m->rest;
     m->horizon = lsm_index_horizon(old);
     for (size_t i = 0; i < m->cur_count; i++) {
         psl_err err = cursor_load(&m->cur[i], m->rd, m->st);
@@ -652,11 +666,19 @@ psl_err lsm_compact_level(const struct lsm_index *old, const struct lsm_policy *
                           struct lsm_reader *rd, const struct lsm_sink *sink, struct lsm_index *out,
                           struct lsm_compact_stats *stats)
 {
+    return lsm_compact_slice(old, p, level, SIZE_MAX, rd, sink, out, stats);
+}
+
+psl_err lsm_compact_slice(const struct lsm_index *old, const struct lsm_policy *p, size_t level,
+                          size_t count, struct lsm_reader *rd, const struct lsm_sink *sink,
+                          struct lsm_index *out, struct lsm_compact_stats *stats)
+{
     psl_err err = lsm_policy_check(p);
     if (err)
         return err;
     if (level >= old->level_count || old->levels[level].run_count == 0 ||
-        level + 1 >= p->level_count_max || level + 1 >= LSM_LEVELS_MAX)
+        level + 1 >= p->level_count_max || level + 1 >= LSM_LEVELS_MAX || count == 0 ||
+        (count != SIZE_MAX && (old->levels[level].run_count != 1 || level == 0)))
         return PSL_ERR_INVALID_ARG;
     struct lsm_compact_stats st = {0};
     struct merge m = {.old = old, .p = p, .rd = rd, .st = &st};
@@ -665,7 +687,7 @@ psl_err lsm_compact_level(const struct lsm_index *old, const struct lsm_policy *
     err = builder_init(&b, p, sink, &st);
     if (err)
         goto out;
-    err = merge_setup(&m, level);
+    err = merge_setup(&m, level, count);
     if (err)
         goto out;
     err = merge_run(&m, &b);
@@ -692,7 +714,8 @@ psl_err lsm_compact_level(const struct lsm_index *old, const struct lsm_policy *
     struct lsm_run target_run = {.blocks = refs, .block_count = n};
     struct lsm_index ix;
     draft_from(&ix, old);
-    ix.levels[level] = (struct lsm_level){.runs = NULL, .run_count = 0};
+    ix.levels[level] = (struct lsm_level){.runs = m.rest.block_count ? &m.rest : NULL,
+                                          .run_count = m.rest.block_count ? 1 : 0};
     ix.levels[level + 1] = (struct lsm_level){.runs = &target_run, .run_count = n ? 1 : 0};
     if (ix.level_count < level + 2)
         ix.level_count = level + 2;

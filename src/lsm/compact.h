@@ -104,6 +104,16 @@ psl_err lsm_compact_level(const struct lsm_index *old, const struct lsm_policy *
                           struct lsm_reader *rd, const struct lsm_sink *sink, struct lsm_index *out,
                           struct lsm_compact_stats *stats) PSL_MUST_USE;
 
+/* Like lsm_compact_level, for a slice of a level >= 1 (a single run): merges its first `count`
+ * blocks into level + 1 and leaves the others in the level (SIZE_MAX, or count >= the run's
+ * blocks: the whole level). Lookups stay right whatever the split, since versions are not
+ * ordered by level; a tombstone goes only if no block that stays may hold its key. It bounds the
+ * blocks one merge needs at hand: those of the slice and the target blocks they meet.
+ * Errors: lsm_compact_level's, and PSL_ERR_INVALID_ARG for a count of 0 or a slice of level 0. */
+psl_err lsm_compact_slice(const struct lsm_index *old, const struct lsm_policy *p, size_t level,
+                          size_t count, struct lsm_reader *rd, const struct lsm_sink *sink,
+                          struct lsm_index *out, struct lsm_compact_stats *stats) PSL_MUST_USE;
+
 /* Runs lsm_compact_level on lsm_compact_pick's level until the tree is in shape (at most
  * level_count_max steps: each empties the level it merges). out is a new owning index (a copy of
  * old when nothing was needed). */

@@ -472,6 +472,73 @@ static void test_tombstones(void **state)
     store_deinit(&st);
 }
 
+/* A slice of a level merged into the bottom: a target block it rewrites may reach past the
+ * slice, and a block that stays in the level may hold a late, smaller-stamped PUT of a key the
+ * target deletes. The tombstone must stay until that block comes down too. */
+static void test_slice_keeps_tombstone(void **state)
+{
+    struct fx *f = *state;
+    struct store st;
+    store_init(&st, f);
+    struct lsm_reader rd;
+    reader_make(&rd, f, &st, 1, 1 << 20);
+    struct lsm_policy p;
+    small_policy(&p);
+    struct lsm_index ix, next;
+    lsm_index_init(&ix);
+    struct lsm_compact_stats stats = {0};
+
+    /* The bottom (level 2): one block [a, z] holding DEL m @100, kept so far (horizon 50). */
+    const struct lsm_entry base[] = {put_e("a", "x", 10, 0), del_e("m", 100, 1),
+                                     put_e("z", "x", 10, 0)};
+    flush_at(&st, &ix, &p, 1, 101, 50, base, 3, &next, NULL);
+    replace(&ix, &next);
+    compact_level(&st, &rd, &p, &ix, 0, &stats);
+    compact_level(&st, &rd, &p, &ix, 1, &stats);
+    assert_int_equal(ix.level_count, 3);
+    assert_int_equal(ix.levels[2].runs[0].block_count, 1);
+    assert_int_equal(stats.tombstones_dropped, 0);
+
+    /* Level 1: one key per block (b, c, m, n); m is a late PUT @85 by writer 2. */
+    char big[201];
+    memset(big, 'v', 200);
+    big[200] = 0;
+    const struct lsm_entry more[] = {put_e("b", big, 150, 0), put_e("c", big, 150, 0),
+                                     put_e("m", big, 85, 2), put_e("n", big, 150, 0)};
+    flush_at(&st, &ix, &p, 2, 200, 200, more, 4, &next, NULL);
+    replace(&ix, &next);
+    compact_level(&st, &rd, &p, &ix, 0, &stats);
+    assert_int_equal(ix.levels[1].run_count, 1);
+    assert_true(ix.levels[1].runs[0].block_count >= 4);
+    expect(&rd, &ix, "m", OP_DEL, NULL, 100, 1);
+
+    /* Merge b alone: the bottom block [a, z] is rewritten, DEL m with it; m's block stays. */
+    struct lsm_sink sink = store_sink(&st);
+    assert_int_equal(lsm_compact_slice(&ix, &p, 1, 1, &rd, &sink, &next, &stats), PSL_OK);
+    replace(&ix, &next);
+    assert_int_equal(ix.levels[1].runs[0].block_count, 3);
+    expect(&rd, &ix, "m", OP_DEL, NULL, 100, 1);
+    expect(&rd, &ix, "b", OP_PUT, big, 150, 0);
+    uint64_t dropped = stats.tombstones_dropped;
+    /* The rest, a block at a time: when m's block comes down, the DEL wins and then goes. */
+    while (ix.level_count > 2 && ix.levels[1].run_count) {
+        assert_int_equal(lsm_compact_slice(&ix, &p, 1, 1, &rd, &sink, &next, &stats), PSL_OK);
+        replace(&ix, &next);
+        expect(&rd, &ix, "n", OP_PUT, big, 150, 0);
+    }
+    assert_true(stats.tombstones_dropped == dropped + 1);
+    expect(&rd, &ix, "m", 0, NULL, 0, 0);
+    expect(&rd, &ix, "a", OP_PUT, "x", 10, 0);
+    expect(&rd, &ix, "c", OP_PUT, big, 150, 0);
+    /* Slices are refused where they make no sense. */
+    assert_int_equal(lsm_compact_slice(&ix, &p, 0, 1, &rd, &sink, &next, &stats),
+                     PSL_ERR_INVALID_ARG);
+
+    lsm_reader_deinit(&rd);
+    lsm_index_deinit(&ix);
+    store_deinit(&st);
+}
+
 /* ---- the level policy, kept blocks, determinism ---- */
 
 static void test_policy(void **state)
@@ -1016,8 +1083,34 @@ static void diff_check(struct diff *d, struct lsm_reader *rd, const struct lsm_i
     }
 }
 
+/* lsm_compact, or (slice > 0) the same merges done at most `slice` source blocks at a time in
+ * levels >= 1, as a compactor short of blocks at hand does (lsm_compact_slice). */
+static void compact_all(const struct lsm_index *ix, const struct lsm_policy *p,
+                        struct lsm_reader *rd, const struct lsm_sink *sink, struct lsm_index *out,
+                        struct lsm_compact_stats *st, size_t slice, size_t *slices)
+{
+    if (!slice) {
+        assert_int_equal(lsm_compact(ix, p, rd, sink, out, st), PSL_OK);
+        return;
+    }
+    struct lsm_index cur;
+    assert_int_equal(lsm_index_clone(ix, &cur), PSL_OK);
+    for (int lv; (lv = lsm_compact_pick(&cur, p)) >= 0;) {
+        struct lsm_index next;
+        const struct lsm_level *l = &cur.levels[lv];
+        bool part = lv > 0 && l->run_count == 1 && l->runs[0].block_count > slice;
+        assert_int_equal(lsm_compact_slice(&cur, p, (size_t)lv, part ? slice : SIZE_MAX, rd, sink,
+                                           &next, st),
+                         PSL_OK);
+        *slices += part;
+        replace(&cur, &next);
+    }
+    *out = cur;
+}
+
 static void diff_run(struct fx *f, uint64_t seed, size_t cache_bytes,
-                     struct lsm_compact_stats *flushed, struct lsm_compact_stats *compacted)
+                     struct lsm_compact_stats *flushed, struct lsm_compact_stats *compacted,
+                     size_t slice, size_t *slices)
 {
     struct diff *d = calloc(1, sizeof *d);
     assert_non_null(d);
@@ -1089,7 +1182,7 @@ static void diff_run(struct fx *f, uint64_t seed, size_t cache_bytes,
         struct lsm_sink sink = store_sink(&st);
         assert_int_equal(lsm_flush(&ix, &p, &cut, u, n_ops, &sink, &next, flushed), PSL_OK);
         replace(&ix, &next);
-        assert_int_equal(lsm_compact(&ix, &p, &rd, &sink, &next, compacted), PSL_OK);
+        compact_all(&ix, &p, &rd, &sink, &next, compacted, slice, slices);
         replace(&ix, &next);
         assert_int_equal(lsm_compact_pick(&ix, &p), -1);
         /* Every operation in a cut is covered; the others are not. */
@@ -1120,9 +1213,17 @@ static void test_differential(void **state)
 {
     struct fx *f = *state;
     struct lsm_compact_stats flushed = {0}, compacted = {0};
-    diff_run(f, 1, 64 << 10, &flushed, &compacted);
-    diff_run(f, 2, 4 << 10, &flushed, &compacted);
-    diff_run(f, 3, 0, &flushed, &compacted); /* no cache at all */
+    size_t slices = 0;
+    diff_run(f, 1, 64 << 10, &flushed, &compacted, 0, &slices);
+    diff_run(f, 2, 4 << 10, &flushed, &compacted, 0, &slices);
+    diff_run(f, 3, 0, &flushed, &compacted, 0, &slices); /* no cache at all */
+    assert_true(slices == 0);
+    /* The same histories with levels merged a few blocks at a time: the same answers. */
+    struct lsm_compact_stats sf = {0}, sc = {0};
+    diff_run(f, 1, 64 << 10, &sf, &sc, 1, &slices);
+    diff_run(f, 2, 4 << 10, &sf, &sc, 3, &slices);
+    diff_run(f, 4, 0, &sf, &sc, 2, &slices);
+    assert_true(slices > 0 && sc.tombstones_dropped > 0);
     /* The runs exercised what they are meant to. */
     assert_true(compacted.tombstones_dropped > 0);
     assert_true(compacted.blocks_kept > 0);
@@ -1141,6 +1242,7 @@ int main(void)
         T(test_flush_lww),
         T(test_flush_refusals_and_splits),
         T(test_tombstones),
+        T(test_slice_keeps_tombstone),
         cmocka_unit_test(test_policy),
         T(test_compact_keeps_disjoint_blocks),
         T(test_compact_trivial_move),
