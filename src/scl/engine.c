@@ -134,6 +134,7 @@ struct want {
     uint64_t asked_ms;
     unsigned tries;
     uint32_t answered; /* replica indices that answered (anything) */
+    bool staged;       /* a block naming this hash was staged: the want is answered */
 };
 
 /* One server's answer for a wanted hash (the record bytes, unchecked: the reader checks). */
@@ -476,8 +477,20 @@ static bool want_hash(struct scl_engine *e, const uint8_t hash[HASH_SIZE])
         }
         return true;
     }
-    if (e->want_count == WANTS_MAX)
-        return true; /* asked once some others are done */
+    if (e->want_count == WANTS_MAX) {
+        /* Wants whose block is staged are answered: their slots go to new ones, or a merge
+         * that needs more blocks than the table holds would wait for ever (its staged blocks
+         * are only read once every block is at hand). The staged bytes stay until read,
+         * replaced or expired. */
+        for (size_t i = 0; i < e->want_count;) {
+            if (e->wants[i].staged)
+                e->wants[i] = e->wants[--e->want_count];
+            else
+                i++;
+        }
+        if (e->want_count == WANTS_MAX)
+            return true; /* asked once some others are done */
+    }
     w = &e->wants[e->want_count++];
     memset(w, 0, sizeof *w);
     memcpy(w->hash, hash, HASH_SIZE);
@@ -919,6 +932,82 @@ static bool merge_ready(struct scl_engine *e, const struct lsm_index *ix, size_t
     return ready;
 }
 
+/* Whether a block is at hand for a merge: decoded in the compactor's cache or fetched and
+ * staged (caller holds mu). */
+static bool block_at_hand(struct scl_engine *e, const uint8_t hash[HASH_SIZE])
+{
+    return lsm_reader_cached(&e->crd, hash) || staged_has(e, hash);
+}
+
+/* Whether two block key ranges meet. */
+static bool refs_meet(const struct lsm_block_ref *a, const struct lsm_block_ref *b)
+{
+    return lsm_key_cmp(a->min_key, a->min_key_size, b->max_key, b->max_key_size) <= 0 &&
+           lsm_key_cmp(b->min_key, b->min_key_size, a->max_key, a->max_key_size) <= 0;
+}
+
+/* How much of level lv to merge now (caller holds seal_mu, not mu): SIZE_MAX for the whole
+ * level, a count of its first blocks, or 0 for nothing yet. Level 0 (overlapping runs) merges
+ * whole, once every block of both levels is at hand. A deeper level (one run) merges a slice:
+ * its first blocks and the target blocks they meet, as many as are at hand, up to half the
+ * compactor's cache, so that a merge never needs more at once than the cache and the staging
+ * area can hold, however large the levels grow. What the next slice needs is asked for. */
+static size_t merge_plan(struct scl_engine *e, const struct lsm_index *ix, size_t lv)
+{
+    const struct lsm_level *src = &ix->levels[lv];
+    if (lv == 0 || src->run_count != 1)
+        return merge_ready(e, ix, lv) ? SIZE_MAX : 0;
+    const struct lsm_run *s = &src->runs[0];
+    const struct lsm_run *t = lv + 1 < ix->level_count && ix->levels[lv + 1].run_count == 1
+                                  ? &ix->levels[lv + 1].runs[0]
+                                  : NULL;
+    uint64_t budget = e->crd.cache_bytes_max / 2, used = 0, asked = 0;
+    size_t count = 0, ti = 0;
+    bool short_of = false;
+    pthread_mutex_lock(&e->mu);
+    for (size_t i = 0; i < s->block_count; i++) {
+        /* This block and the target blocks it meets (those not counted for an earlier one). */
+        const struct lsm_block_ref *b = &s->blocks[i];
+        uint64_t need = b->data_size;
+        bool here = block_at_hand(e, b->hash);
+        if (!here && asked < budget) {
+            (void)want_hash(e, b->hash);
+            asked += b->data_size;
+        }
+        size_t tj = ti;
+        while (t && tj < t->block_count &&
+               lsm_key_cmp(t->blocks[tj].min_key, t->blocks[tj].min_key_size, b->max_key,
+                           b->max_key_size) <= 0) {
+            if (refs_meet(&t->blocks[tj], b)) {
+                need += t->blocks[tj].data_size;
+                if (!block_at_hand(e, t->blocks[tj].hash)) {
+                    here = false;
+                    if (asked < budget) {
+                        (void)want_hash(e, t->blocks[tj].hash);
+                        asked += t->blocks[tj].data_size;
+                    }
+                }
+            }
+            tj++;
+        }
+        /* The last target block met may reach into the next source block: count it again. */
+        ti = tj > ti ? tj - 1 : ti;
+        if (!here)
+            short_of = true;
+        if (short_of || (count && used + need > budget)) {
+            if (asked >= budget)
+                break;
+            continue; /* only asking now */
+        }
+        used += need;
+        count++;
+    }
+    pthread_mutex_unlock(&e->mu);
+    if (count == s->block_count)
+        return SIZE_MAX;
+    return count;
+}
+
 static void flush_job_free(struct flush_job *j)
 {
     while (j->bufs) {
@@ -975,10 +1064,11 @@ static void compactor_run(struct scl_engine *e, struct flush_job *j)
     free(cut_heads);
     for (unsigned guard = 0; !err && guard < LSM_LEVELS_MAX; guard++) {
         int lv = lsm_compact_pick(&nix, &e->policy);
-        if (lv < 0 || !merge_ready(e, &nix, (size_t)lv))
+        size_t count = lv < 0 ? 0 : merge_plan(e, &nix, (size_t)lv);
+        if (!count)
             break;
-        psl_err merr = lsm_compact_level(&nix, &e->policy, (size_t)lv, &e->crd, &sink, &merged,
-                                         &cst);
+        psl_err merr = lsm_compact_slice(&nix, &e->policy, (size_t)lv, count, &e->crd, &sink,
+                                         &merged, &cst);
         if (merr) {
             LOG_WARN("scl", "msg=\"merge postponed\" level=%d err=%s", lv, psl_err_name(merr));
             break; /* blocks sealed for it stay unreferenced; the next cut tries again */
@@ -987,6 +1077,7 @@ static void compactor_run(struct scl_engine *e, struct flush_job *j)
         nix = merged;
         pthread_mutex_lock(&e->mu);
         e->st.lsm_merges++;
+        e->st.lsm_merge_slices += count != SIZE_MAX;
         pthread_mutex_unlock(&e->mu);
     }
     uint8_t *buf = NULL;
@@ -2309,6 +2400,7 @@ psl_err scl_on_reply(struct scl_engine *e, const uint8_t *data, size_t size)
                     struct want *w = want_find(e, h);
                     if (w) {
                         staged_add(e, h, server, rec, n);
+                        w->staged = true;
                         staged = true;
                     } else {
                         for (size_t i = 0; i < e->want_count; i++)

@@ -103,6 +103,7 @@ struct scl_stats {
     uint64_t lsm_blocks_refused;  /* fetched block bytes refused (hash, decryption, index) */
     uint64_t lsm_flushes;         /* compactor: indexes published */
     uint64_t lsm_merges;          /* compactor: level merges */
+    uint64_t lsm_merge_slices;    /* of which merged a slice of their level (merge_plan) */
     uint64_t lsm_flush_skipped;   /* compactor: cuts not flushed (an error; compaction stops) */
     uint64_t lsm_blocks_written;  /* compactor: LSM_BLOCK records sealed */
     uint64_t lsm_record_bytes;    /* compactor: sealed bytes of its blocks and indexes */

@@ -2958,6 +2958,8 @@ static void fx_set_retention(struct fx *f, uint8_t retention)
     assert_int_equal(meta_encode(&f->meta, f->meta_enc, sizeof f->meta_enc, &f->meta_size), PSL_OK);
 }
 
+static size_t g_comp_cache = 1u << 20; /* the compactor's block cache (test_cdb_small_cache) */
+
 static void cdb_init(struct cdb_world *c, struct fx *f, uint64_t seed, size_t memtable_bytes_max)
 {
     memset(c, 0, sizeof *c);
@@ -2979,7 +2981,7 @@ static void cdb_init(struct cdb_world *c, struct fx *f, uint64_t seed, size_t me
     c->kcfg.epoch_ms = 300;
     c->ccfg = c->wcfg;
     c->ccfg.lsm_policy = &c->pol;
-    c->ccfg.lsm_cache_bytes_max = 1u << 20;
+    c->ccfg.lsm_cache_bytes_max = g_comp_cache;
     c->next_seed = ENGINE_SEED0;
     c->coord = net_add_engine(c->n, c->next_seed++, ROLE_COORDINATOR, &c->kcfg);
     c->comp = net_add_engine(c->n, c->next_seed++, ROLE_COMPACTOR, &c->ccfg);
@@ -3047,11 +3049,10 @@ static void cdb_check_all(struct cdb_world *c)
 
 /* The differential test: random puts, deletes and gets, a memory bound far below the state,
  * crashes of workers and of the compactor; every read equals the reference map. */
-static void test_cdb_differential(void **state)
+static void cdb_differential(struct fx *f, uint64_t seed, uint64_t *slices)
 {
-    struct fx *f = *state;
     struct cdb_world c;
-    cdb_init(&c, f, 7001, 3000);
+    cdb_init(&c, f, seed, 3000);
     for (unsigned step = 1; step <= 120; step++) {
         size_t i = c.w[net_below(c.n, CDB_WORKERS)];
         cdb_ops(&c, i, 1 + (unsigned)net_below(c.n, 12));
@@ -3087,7 +3088,26 @@ static void test_cdb_differential(void **state)
     assert_true(evicted > 0 && lookups > 0 && requests > 0);
     assert_true(recovered > 0);
     assert_int_equal(st.lsm_flush_skipped, 0);
+    *slices = st.lsm_merge_slices;
     cdb_deinit(&c);
+}
+
+static void test_cdb_differential(void **state)
+{
+    uint64_t slices;
+    cdb_differential(*state, 7001, &slices);
+}
+
+/* The same with a compactor whose cache holds a few blocks: levels are merged a slice at a
+ * time, from blocks fetched back from the servers, and every read still equals the
+ * reference. */
+static void test_cdb_small_cache(void **state)
+{
+    uint64_t slices;
+    g_comp_cache = 4096;
+    cdb_differential(*state, 7004, &slices);
+    g_comp_cache = 1u << 20;
+    assert_true(slices > 0);
 }
 
 /* Lying servers: tampered and substituted blocks are refused and reads fall back to honest
@@ -3485,6 +3505,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_batch_bytes_over_record_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cdb_differential, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cdb_small_cache, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cdb_adversary, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cdb_collect, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cdb_keep_all, setup, teardown),
