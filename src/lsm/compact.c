@@ -412,6 +412,7 @@ int lsm_compact_pick(const struct lsm_index *ix, const struct lsm_policy *p)
 /* A position in a sequence of blocks, holding the current one pinned. */
 struct cursor {
     const struct lsm_block_ref *blocks;
+    struct lsm_cached **pre; /* pins taken at setup, parallel to blocks (NULL: none) */
     size_t block_count;
     size_t bi, ei;
     struct lsm_cached *pin;
@@ -425,9 +426,14 @@ static psl_err cursor_load(struct cursor *c, struct lsm_reader *rd, struct lsm_c
         c->done = true;
         return PSL_OK;
     }
-    psl_err err = lsm_reader_pin(rd, &c->blocks[c->bi], &c->pin);
-    if (err)
-        return err;
+    if (c->pre[c->bi]) { /* pinned at setup: the cursor takes that pin over */
+        c->pin = c->pre[c->bi];
+        c->pre[c->bi] = NULL;
+    } else {
+        psl_err err = lsm_reader_pin(rd, &c->blocks[c->bi], &c->pin);
+        if (err)
+            return err;
+    }
     st->blocks_read++;
     st->bytes_read += c->blocks[c->bi].data_size;
     c->ei = 0;
@@ -495,6 +501,7 @@ struct merge {
     struct cursor *cur; /* owned: one per source run, then the rewritten target blocks */
     size_t cur_count;
     struct lsm_block_ref *rewrite; /* owned: input blocks that meet another input block */
+    struct lsm_cached **prepin;    /* owned, parallel to rewrite: pins of those cached at setup */
     size_t rewrite_count;
     struct lsm_block_ref *kept; /* owned: blocks moved or kept by reference, ascending */
     size_t kept_count;
@@ -511,6 +518,10 @@ static void merge_deinit(struct merge *m)
     for (size_t i = 0; i < m->cur_count; i++)
         if (m->cur[i].pin)
             lsm_reader_unpin(m->rd, m->cur[i].pin);
+    for (size_t i = 0; m->prepin && i < m->rewrite_count; i++)
+        if (m->prepin[i])
+            lsm_reader_unpin(m->rd, m->prepin[i]);
+    free(m->prepin);
     free(m->cur);
     free(m->rewrite);
     free(m->kept);
@@ -551,9 +562,10 @@ static psl_err merge_setup(struct merge *m, size_t level, size_t count)
     for (size_t r = 0; r < src->run_count; r++)
         total += src->runs[r].block_count;
     m->rewrite = malloc((total ? total : 1) * sizeof *m->rewrite);
+    m->prepin = calloc(total ? total : 1, sizeof *m->prepin);
     m->kept = malloc((total ? total : 1) * sizeof *m->kept);
     m->cur = calloc(src->run_count + 1, sizeof *m->cur);
-    if (!m->rewrite || !m->kept || !m->cur)
+    if (!m->rewrite || !m->prepin || !m->kept || !m->cur)
         return PSL_ERR_NOMEM;
     for (size_t r = 0; r < src->run_count; r++) {
         size_t first = m->rewrite_count;
@@ -569,6 +581,7 @@ static psl_err merge_setup(struct merge *m, size_t level, size_t count)
         }
         if (m->rewrite_count > first)
             m->cur[m->cur_count++] = (struct cursor){.blocks = m->rewrite + first,
+                                                     .pre = m->prepin + first,
                                                      .block_count = m->rewrite_count - first};
     }
     size_t first = m->rewrite_count;
@@ -582,8 +595,9 @@ static psl_err merge_setup(struct merge *m, size_t level, size_t count)
             m->kept[m->kept_count++] = target->blocks[i];
     }
     if (m->rewrite_count > first)
-        m->cur[m->cur_count++] =
-            (struct cursor){.blocks = m->rewrite + first, .block_count = m->rewrite_count - first};
+        m->cur[m->cur_count++] = (struct cursor){.blocks = m->rewrite + first,
+                                                 .pre = m->prepin + first,
+                                                 .block_count = m->rewrite_count - first};
     /* Disjoint ranges: ordering by first key is a total order, whatever qsort's stability. */
     qsort(m->kept, m->kept_count, sizeof *m->kept, ref_min_qcmp);
     m->bottom = true;
@@ -598,6 +612,14 @@ static psl_err merge_setup(struct merge *m, size_t level, size_t count)
     if (m->rest.block_count)
         m->outside[m->outside_count++] = &m->rest;
     m->horizon = lsm_index_horizon(old);
+    /* Pin every input block the cache holds now: blocks fetched during the merge go through
+     * the cache too, and must not evict ones the merge reads later (a reader whose source can
+     * no longer give them, like a compactor's staging area, would fail the merge). The memory
+     * is the cache's plus what those fetches bring, at most. */
+    for (size_t i = 0; i < m->rewrite_count; i++)
+        if (lsm_reader_cached(m->rd, m->rewrite[i].hash) &&
+            lsm_reader_pin(m->rd, &m->rewrite[i], &m->prepin[i]) != PSL_OK)
+            m->prepin[i] = NULL; /* read when its turn comes, as before */
     for (size_t i = 0; i < m->cur_count; i++) {
         psl_err err = cursor_load(&m->cur[i], m->rd, m->st);
         if (err)
