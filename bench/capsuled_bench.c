@@ -414,17 +414,6 @@ static void fsync_samples(const char *dir, size_t size, unsigned samples, double
     free(buf);
 }
 
-static double fsync_p50_us(const char *dir, size_t size, unsigned samples)
-{
-    double *lat = calloc(samples, sizeof *lat);
-    if (!lat)
-        die("malloc", "out of memory");
-    fsync_samples(dir, size, samples, lat);
-    double p50 = quantile(lat, samples, 0.5);
-    free(lat);
-    return p50;
-}
-
 static double group_commit_rate(const char *dir, size_t size, uint32_t window_us, double *batch_avg)
 {
     char p[PATH_SIZE + 32];
@@ -574,12 +563,15 @@ static void nats_rtt_samples(const char *url, size_t size, unsigned samples, dou
     free(buf);
 }
 
-static double nats_rtt_p50_us(const char *url, size_t size, unsigned samples)
+/* The p50 of `samples` latencies that fill (fsync_samples, nats_rtt_samples) measures at
+ * `where` (a directory or a URL). */
+static double p50_of(void (*fill)(const char *, size_t, unsigned, double *), const char *where,
+                     size_t size, unsigned samples)
 {
     double *lat = calloc(samples, sizeof *lat);
     if (!lat)
         die("malloc", "out of memory");
-    nats_rtt_samples(url, size, samples, lat);
+    fill(where, size, samples, lat);
     double p50 = quantile(lat, samples, 0.5);
     free(lat);
     return p50;
@@ -896,7 +888,7 @@ int main(int argc, char **argv)
     double fsync_p50[SIZES], gc_rate[SIZES], gc_batch[SIZES], ps_rate[SIZES], fan_rate[SIZES],
         rtt_p50[SIZES], cpu_us[SIZES];
     for (int s = 0; s < SIZES; s++) {
-        fsync_p50[s] = fsync_p50_us(f.dir, rec_size[s], 300);
+        fsync_p50[s] = p50_of(fsync_samples, f.dir, rec_size[s], 300);
         gc_rate[s] = group_commit_rate(f.dir, rec_size[s], FLOOR_WINDOW_US, &gc_batch[s]);
         uint64_t dropped;
         uint64_t count = s == 0 ? 200000 : 20000;
@@ -906,7 +898,7 @@ int main(int argc, char **argv)
         fan_rate[s] = nats_pubsub_rate(f.url, rec_size[s], count, SERVERS, &dropped);
         if (dropped)
             printf("note: the NATS fan-out subscribers dropped %" PRIu64 " messages\n", dropped);
-        rtt_p50[s] = nats_rtt_p50_us(f.url, rec_size[s], 1000);
+        rtt_p50[s] = p50_of(nats_rtt_samples, f.url, rec_size[s], 1000);
         cpu_us[s] = crypto_us_per_record(rec_size[s]);
         printf(
             "floors %s (record %zu bytes): fsync p50 %.0f us; disk group commit %.0f records/s "

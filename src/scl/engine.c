@@ -912,6 +912,13 @@ static psl_err sink_put(void *ctx, uint8_t *buf, size_t cap, size_t plain_size,
     return PSL_OK;
 }
 
+/* Whether a block is at hand for a merge: decoded in the compactor's cache or fetched and
+ * staged (caller holds mu). */
+static bool block_at_hand(struct scl_engine *e, const uint8_t hash[HASH_SIZE])
+{
+    return lsm_reader_cached(&e->crd, hash) || staged_has(e, hash);
+}
+
 /* Whether every block of levels lv and lv + 1 is at hand for a merge; asks for the others
  * (caller holds seal_mu, not mu). A merge reads only blocks that overlap, but finding those is
  * the merge's own work: asking for all is the simple upper bound. */
@@ -923,20 +930,13 @@ static bool merge_ready(struct scl_engine *e, const struct lsm_index *ix, size_t
         for (size_t r = 0; r < ix->levels[l].run_count; r++)
             for (size_t b = 0; b < ix->levels[l].runs[r].block_count; b++) {
                 const uint8_t *h = ix->levels[l].runs[r].blocks[b].hash;
-                if (!lsm_reader_cached(&e->crd, h) && !staged_has(e, h)) {
+                if (!block_at_hand(e, h)) {
                     ready = false;
                     (void)want_hash(e, h);
                 }
             }
     pthread_mutex_unlock(&e->mu);
     return ready;
-}
-
-/* Whether a block is at hand for a merge: decoded in the compactor's cache or fetched and
- * staged (caller holds mu). */
-static bool block_at_hand(struct scl_engine *e, const uint8_t hash[HASH_SIZE])
-{
-    return lsm_reader_cached(&e->crd, hash) || staged_has(e, hash);
 }
 
 /* Whether two block key ranges meet. */
